@@ -1,0 +1,100 @@
+package deploy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
+)
+
+// The manifests' config and secret names must be settings the provider reads, with values it accepts, and secret
+// settings must never sit in plain config (wadm stores config unencrypted).
+func TestManifestSettingsLoad(t *testing.T) {
+	specs := map[string]settings.Spec{}
+	for _, s := range settings.Specs() {
+		specs[s.Name] = s
+	}
+	xkey, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	xkeySeed, err := xkey.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stand-ins for what the bootstrap backend would deliver.
+	placeholder := func(name string) string {
+		if name == "SERVER_XKEY_SEED" {
+			return string(xkeySeed)
+		}
+		return "placeholder-" + strings.ToLower(name)
+	}
+
+	for _, file := range []string{"wadm.yaml", "local.wadm.yaml"} {
+		t.Run(file, func(t *testing.T) {
+			m, _ := loadManifest(t, file)
+			var provider *component
+			for i := range m.Spec.Components {
+				if m.Spec.Components[i].Name == providerName {
+					provider = &m.Spec.Components[i]
+				}
+			}
+			if provider == nil {
+				t.Fatalf("no component %s", providerName)
+			}
+			config, secrets := flatten(t, specs, "provider", provider.Properties.Config, provider.Properties.Secrets, placeholder)
+			s, err := settings.Load(settings.Maps(config, secrets))
+			if err != nil {
+				t.Fatalf("provider settings from %s: %v", file, err)
+			}
+
+			for _, c := range m.Spec.Components {
+				for _, tr := range c.Traits {
+					var l link
+					if tr.Type != "link" {
+						continue
+					}
+					if err := tr.Properties.Decode(&l); err != nil {
+						t.Fatal(err)
+					}
+					if l.Target.Name != providerName {
+						continue
+					}
+					config, secrets := flatten(t, specs, "tenant link of "+c.Name, l.Target.Config, l.Target.Secrets, placeholder)
+					if _, err := settings.LoadTenant(settings.Maps(config, secrets), s.Infisical); err != nil {
+						t.Errorf("tenant link of %s: %v", c.Name, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// flatten merges config entries into one map and gives each secret a placeholder value, checking every name.
+func flatten(t *testing.T, specs map[string]settings.Spec, where string, config, secrets []namedProps, placeholder func(string) string) (map[string]string, map[string]string) {
+	t.Helper()
+	cfg := map[string]string{}
+	for _, c := range config {
+		for k, v := range c.Properties {
+			spec, ok := specs[strings.ToUpper(k)]
+			switch {
+			case !ok:
+				t.Errorf("%s config %s: %s is not a provider setting", where, c.Name, k)
+			case spec.Secret:
+				t.Errorf("%s config %s: %s is a secret setting; deliver it through secrets, not plain config", where, c.Name, k)
+			}
+			s, _ := v.(string)
+			cfg[k] = s
+		}
+	}
+	sec := map[string]string{}
+	for _, s := range secrets {
+		if _, ok := specs[strings.ToUpper(s.Name)]; !ok {
+			t.Errorf("%s secret %s is not a provider setting", where, s.Name)
+		}
+		sec[s.Name] = placeholder(s.Name)
+	}
+	return cfg, sec
+}
