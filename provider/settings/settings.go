@@ -1,0 +1,163 @@
+// Package settings names, documents, parses and validates every setting of the provider, in one table (see
+// Specs). A setting has one name everywhere: an environment variable for `serve`, a HostData config key or secret
+// for a managed provider, and a link's target config key or secret for a tenant (see LoadTenant).
+//
+// Values are trimmed; an empty value counts as unset, so the default applies. Load reports every problem at once,
+// each naming the setting, what is wrong and what to do, and never quotes a secret setting's value.
+package settings
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Settings is the provider's validated configuration.
+type Settings struct {
+	Infisical Infisical
+
+	NATSURL, NATSCreds, NATSTLSCA          string
+	SubjectPrefix, BackendName, APIVersion string
+	ServerXKeySeed                         string // "" when unset (the caller generates a key and warns)
+
+	CacheTTL, StaleIfError, UpstreamTimeout time.Duration
+
+	TrustedIssuers []string // nil = nobody; ["*"] = anyone
+	AccessRules    string   // raw JSON, validated by access.New
+
+	LogLevel  slog.Level
+	LogFormat string // "text" | "json"
+}
+
+// Infisical is where and how to read secrets: the instance, the identity that logs in, and what to read by default.
+// It is comparable, so callers can tell whether a reconfiguration changed it.
+type Infisical struct {
+	BaseURL     string // no trailing slash
+	ProjectID   string
+	Environment string // slug
+	SecretPath  string // clean, absolute folder path
+
+	AuthMethod          string // one of AuthMethods
+	ClientID            string // universal-auth
+	ClientSecret        string // universal-auth
+	IdentityID          string // every machine-identity method except universal-auth and token
+	KubernetesTokenPath string // kubernetes
+	AzureResource       string // azure ("" = the SDK's default)
+	GCPKeyFile          string // gcp-iam
+	OIDCToken           string // oidc
+	OIDCTokenPath       string // oidc, read at login
+	JWT                 string // jwt
+	AccessToken         string // token
+
+	CACert           string // PEM text
+	CACertPath       string // PEM file
+	OrganizationSlug string // optional: log in to a sub-organization
+}
+
+// Tenant is what a link configures: Infisical settings (over the provider's) plus the application they serve.
+type Tenant struct {
+	Infisical
+	Application string // APPLICATION: the wadm application name, or "" to let the caller derive it from the link
+}
+
+// Auth methods, as INFISICAL_AUTH_METHOD spells them.
+const (
+	UniversalAuth = "universal-auth"
+	Kubernetes    = "kubernetes"
+	AWSIAM        = "aws-iam"
+	GCPIDToken    = "gcp-id-token"
+	GCPIAM        = "gcp-iam"
+	Azure         = "azure"
+	OIDC          = "oidc"
+	JWTAuth       = "jwt"
+	Token         = "token"
+)
+
+// AuthMethods lists the supported INFISICAL_AUTH_METHOD values.
+var AuthMethods = []string{UniversalAuth, Kubernetes, AWSIAM, GCPIDToken, GCPIAM, Azure, OIDC, JWTAuth, Token}
+
+// Redacted returns value fit for a log line: "***" for a secret setting's non-empty value, else value itself.
+func Redacted(name, value string) string {
+	if value == "" {
+		return ""
+	}
+	if e, ok := byName[strings.ToUpper(name)]; ok && e.Secret {
+		return "***"
+	}
+	return value
+}
+
+// LogValue lists the settings with secrets redacted, so logging a Settings never leaks one.
+func (s *Settings) LogValue() slog.Value {
+	return slog.GroupValue(attrs(s, func(*entry) bool { return true })...)
+}
+
+// String is LogValue for fmt: never prints a secret.
+func (s *Settings) String() string { return s.LogValue().String() }
+
+// LogValue lists the Infisical settings with secrets redacted.
+func (i Infisical) LogValue() slog.Value {
+	s := &Settings{Infisical: i}
+	return slog.GroupValue(attrs(s, func(e *entry) bool { return e.tenant })...)
+}
+
+// String is LogValue for fmt: never prints a secret.
+func (i Infisical) String() string { return i.LogValue().String() }
+
+func attrs(s *Settings, include func(*entry) bool) []slog.Attr {
+	var out []slog.Attr
+	for i := range table {
+		e := &table[i]
+		if e.get == nil || !include(e) {
+			continue
+		}
+		out = append(out, slog.String(e.Name, Redacted(e.Name, e.get(s))))
+	}
+	return out
+}
+
+// Spec documents one setting.
+type Spec struct {
+	Name    string
+	Default string // "" = no default
+	Help    string // one line
+	Secret  bool   // never logged; should come from a secret store
+	// Required is "" for optional settings, "yes", or the condition that makes the setting required.
+	Required string
+}
+
+// Specs returns every setting in a stable order (the order of --help and the README).
+func Specs() []Spec {
+	out := make([]Spec, len(table))
+	for i, e := range table {
+		out[i] = e.Spec
+	}
+	return out
+}
+
+// Problem is one bad or missing setting.
+type Problem struct {
+	Setting string // the setting's name, e.g. INFISICAL_PROJECT_ID
+	Message string // what is wrong; what to do
+}
+
+func (p Problem) String() string { return p.Setting + ": " + p.Message }
+
+// Error lists every problem Load or LoadTenant found.
+type Error struct {
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	if len(e.Problems) == 1 {
+		return e.Problems[0].String()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d settings need fixing:", len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
