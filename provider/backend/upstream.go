@@ -1,0 +1,70 @@
+package backend
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
+)
+
+// InfisicalConfig maps one identity's settings to the Infisical client's configuration.
+func InfisicalConfig(s settings.Infisical, upstreamTimeout time.Duration, log *slog.Logger) infisical.Config {
+	return infisical.Config{
+		BaseURL:         s.BaseURL,
+		CACert:          s.CACert,
+		UpstreamTimeout: upstreamTimeout,
+		Logger:          log,
+		Auth: infisical.Credentials{
+			Method:              s.AuthMethod,
+			ClientID:            s.ClientID,
+			ClientSecret:        s.ClientSecret,
+			IdentityID:          s.IdentityID,
+			KubernetesTokenPath: s.KubernetesTokenPath,
+			AzureResource:       s.AzureResource,
+			GCPKeyFile:          s.GCPKeyFile,
+			OIDCToken:           s.OIDCToken,
+			OIDCTokenPath:       s.OIDCTokenPath,
+			JWT:                 s.JWT,
+			AccessToken:         s.AccessToken,
+			OrganizationSlug:    s.OrganizationSlug,
+		},
+	}
+}
+
+// Dial returns a Dialer that makes real Infisical clients with the given per-attempt timeout.
+func Dial(upstreamTimeout time.Duration, log *slog.Logger) Dialer {
+	return func(s settings.Infisical) (Upstream, error) {
+		cfg := InfisicalConfig(s, upstreamTimeout, log)
+		if s.CACertPath != "" {
+			pem, err := os.ReadFile(s.CACertPath)
+			if err != nil {
+				return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: %w", err)
+			}
+			cfg.CACert = string(pem)
+		}
+		return infisical.New(cfg)
+	}
+}
+
+// IdentityID names the credentials and the server they are used with, without holding either secret: cache entries
+// of one identity are never served to another.
+func IdentityID(s settings.Infisical) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", s.BaseURL, InfisicalConfig(s, 0, nil).Auth.Identity())
+	return hex.EncodeToString(h.Sum(nil))[:24]
+}
+
+// ResolveRef turns a key as a manifest writes it into a reference in the identity's default project, environment and
+// folder.
+func ResolveRef(s settings.Infisical, key string) (infisical.SecretRef, error) {
+	folder, name, err := resolveKey(s.SecretPath, key)
+	if err != nil {
+		return infisical.SecretRef{}, err
+	}
+	return infisical.SecretRef{ProjectID: s.ProjectID, Environment: s.Environment, Path: folder, Name: name}, nil
+}
