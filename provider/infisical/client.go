@@ -1,0 +1,571 @@
+// Package infisical reads secrets from Infisical through the official go-sdk, and owns everything the SDK leaves
+// to its caller: deadlines (the SDK takes no context), a bound on calls in flight, retries of 5xx, network errors
+// and 429, the token lifecycle (lazy login, refresh before expiry, one re-login when a token is refused), login
+// back-off that respects the Universal Auth lockout, and error values that say what failed.
+//
+// The SDK shares unsynchronised token state between logins and requests, so a Client never logs in on the SDK
+// client that serves reads: every login uses a fresh SDK client, and each access token gets its own read-only SDK
+// client, published atomically.
+package infisical
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sdk "github.com/infisical/go-sdk"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/telemetry"
+)
+
+// Defaults for Config.
+const (
+	DefaultBaseURL         = "https://app.infisical.com"
+	DefaultUpstreamTimeout = 10 * time.Second
+	DefaultMaxInFlight     = 32
+	DefaultLockoutBackoff  = 5 * time.Minute // Infisical's default Universal Auth lockout duration
+)
+
+// Retry and back-off tuning.
+const (
+	maxReadAttempts  = 5
+	retryBase        = 100 * time.Millisecond
+	retryCap         = 2 * time.Second
+	loginBackoffBase = time.Second
+	loginBackoffCap  = time.Minute
+)
+
+// hiddenValue is what Infisical sends instead of a value the identity may see exists but not read.
+const hiddenValue = "<hidden-by-infisical>"
+
+// Config configures a Client.
+type Config struct {
+	BaseURL         string        // Infisical site URL; "" = DefaultBaseURL (the SDK appends /api)
+	CACert          string        // PEM of extra CAs to trust (added to the system pool)
+	Auth            Credentials   // how to log in
+	UpstreamTimeout time.Duration // per attempt; 0 = DefaultUpstreamTimeout
+	Logger          *slog.Logger  // nil = slog.Default()
+	MaxInFlight     int           // SDK calls running at once, abandoned ones included; 0 = DefaultMaxInFlight
+	LockoutBackoff  time.Duration // pause after Infisical reports a lockout; 0 = DefaultLockoutBackoff
+}
+
+// SecretRef names one secret to read.
+type SecretRef struct {
+	ProjectID, Environment string
+	Path                   string // folder; "" = "/"
+	Name                   string
+	Version                int // 0 = latest
+	ExpandReferences       bool
+	IncludeImports         bool
+}
+
+// Secret is what Infisical returned for a SecretRef.
+type Secret struct {
+	Name, Value, Path, Environment string
+	Version                        int
+}
+
+// session is one access token and the SDK client that reads with it.
+type session struct {
+	client    sdk.InfisicalClientInterface
+	expiresAt time.Time // when to stop using it; zero = never
+}
+
+func (s *session) usable(now time.Time) bool { return s.expiresAt.IsZero() || now.Before(s.expiresAt) }
+
+// Client reads secrets from Infisical as one identity. It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	baseURL string
+	log     *slog.Logger
+	static  bool // a fixed access token: nothing to log in with
+	slots   chan struct{}
+
+	ctx    context.Context // ends on Close
+	cancel context.CancelFunc
+
+	current atomic.Pointer[session]
+	flight  singleflight.Group
+
+	loginBackoffBase time.Duration // first pause after a failed login; doubles up to loginBackoffCap
+
+	mu       sync.Mutex
+	failures int       // logins failed in a row
+	retryAt  time.Time // no login before this
+	lastErr  *Error    // last login failure; nil after a success
+	timer    *time.Timer
+
+	tracer trace.Tracer
+	logins metric.Int64Counter
+	calls  metric.Int64Counter
+}
+
+// New checks cfg and returns a Client. It does not contact Infisical: the first GetSecret (or Login) logs in.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Auth.Validate(); err != nil {
+		return nil, err
+	}
+	base, err := checkBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.CACert != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(cfg.CACert)) {
+		return nil, errors.New("INFISICAL_CA_CERT (or the file INFISICAL_CA_CERT_PATH names) holds no PEM certificate")
+	}
+	if cfg.UpstreamTimeout <= 0 {
+		cfg.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.LockoutBackoff <= 0 {
+		cfg.LockoutBackoff = DefaultLockoutBackoff
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		cfg:     cfg,
+		baseURL: base,
+		log:     log.With("infisical_identity", cfg.Auth.Identity()),
+		static:  cfg.Auth.method() == MethodToken,
+		slots:   make(chan struct{}, cfg.MaxInFlight),
+		ctx:     ctx,
+		cancel:  cancel,
+
+		loginBackoffBase: loginBackoffBase,
+		tracer:           otel.Tracer(telemetry.InstrumentationName),
+	}
+	c.logins, c.calls = counters()
+	if c.static {
+		c.current.Store(c.newSession(cfg.Auth.AccessToken, 0))
+	}
+	return c, nil
+}
+
+func checkBaseURL(raw string) (string, error) {
+	if raw == "" {
+		return DefaultBaseURL, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("INFISICAL_BASE_URL %q is not an http(s) URL such as %s", raw, DefaultBaseURL)
+	}
+	return strings.TrimRight(raw, "/"), nil
+}
+
+func counters() (logins, calls metric.Int64Counter) {
+	meter := otel.Meter(telemetry.InstrumentationName)
+	fallback := noop.NewMeterProvider().Meter("")
+	logins, err := meter.Int64Counter("infisical.logins", metric.WithDescription("Logins to Infisical, by status"))
+	if err != nil {
+		logins, _ = fallback.Int64Counter("infisical.logins")
+	}
+	calls, err = meter.Int64Counter("infisical.calls", metric.WithDescription("Secret reads sent to Infisical, by status"))
+	if err != nil {
+		calls, _ = fallback.Int64Counter("infisical.calls")
+	}
+	return logins, calls
+}
+
+// newSDK returns an SDK client that does only what it is told: no background refresh, no cache, no retries of its
+// own (its default retries transport errors for ~15s, out of reach of our deadlines) and no logs.
+func (c *Client) newSDK() sdk.InfisicalClientInterface {
+	return sdk.NewInfisicalClient(c.ctx, sdk.Config{
+		SiteUrl:          c.baseURL,
+		CaCertificate:    c.cfg.CACert,
+		AutoTokenRefresh: sdk.BoolPtr(false),
+		SilentMode:       true,
+		LogWriter:        io.Discard,
+		RetryRequestsConfig: &sdk.RetryRequestsConfig{
+			ExponentialBackoff: &sdk.ExponentialBackoffStrategy{MaxRetries: 0}, // resty: retry count 0 = one attempt
+		},
+	})
+}
+
+func (c *Client) newSession(token string, ttl time.Duration) *session {
+	client := c.newSDK()
+	client.Auth().SetAccessToken(token)
+	s := &session{client: client}
+	if ttl > 0 {
+		// Stop using a token shortly before Infisical would refuse it, so no read races its expiry.
+		s.expiresAt = time.Now().Add(ttl - min(5*time.Second, ttl/10))
+	}
+	return s
+}
+
+// Login logs in now unless a usable token is at hand; it returns the login error, or the last one while logins
+// are paused after failures.
+func (c *Client) Login(ctx context.Context) error {
+	_, err := c.session(ctx, nil)
+	return err
+}
+
+// Healthy returns the error of the last login, or nil if it succeeded or none was tried yet.
+func (c *Client) Healthy() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastErr == nil {
+		return nil
+	}
+	return c.lastErr
+}
+
+// Close stops the background refresh. Calls already abandoned after a timeout may still be running in the SDK;
+// they end when their connection does.
+func (c *Client) Close() {
+	c.cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+}
+
+// session returns a usable session other than stale, logging in (once for all concurrent callers) if needed.
+func (c *Client) session(ctx context.Context, stale *session) (*session, error) {
+	if s := c.current.Load(); s != nil && (c.static || (s != stale && s.usable(time.Now()))) {
+		return s, nil
+	}
+	if err := c.paused(); err != nil {
+		return nil, err
+	}
+	ch := c.flight.DoChan("login", func() (any, error) { return c.loginOnce() })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*session), nil
+	case <-ctx.Done():
+		return nil, &Error{Kind: KindTimeout, Message: "gave up waiting for the login to Infisical", Err: ctx.Err()}
+	}
+}
+
+// paused returns the last login error while logins are backing off, so failing credentials cost a few login
+// attempts a minute rather than one per request (and do not prolong a lockout).
+func (c *Client) paused() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wait := time.Until(c.retryAt)
+	if c.lastErr == nil || wait <= 0 {
+		return nil
+	}
+	e := *c.lastErr
+	e.RetryAfter = wait
+	return &e
+}
+
+// loginOnce logs in on a fresh SDK client. It runs detached from the callers that wait for it (they may give up;
+// the login still completes for the next one), bounded by UpstreamTimeout and Close.
+func (c *Client) loginOnce() (*session, error) {
+	method := c.cfg.Auth.method()
+	ctx, span := c.tracer.Start(c.ctx, "infisical.login", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("infisical.auth_method", method)))
+	defer span.End()
+
+	client := c.newSDK()
+	cred, err := call(c, ctx, func() (sdk.MachineIdentityCredential, error) { return c.cfg.Auth.login(client) })
+	if err == nil && cred.AccessToken == "" {
+		err = &Error{Kind: KindAuth, Message: "Infisical answered the login without an access token (is INFISICAL_BASE_URL the Infisical site?)"}
+	}
+	if err != nil {
+		if c.ctx.Err() != nil {
+			return nil, &Error{Kind: KindUnavailable, Message: "the Infisical client is closed", Err: c.ctx.Err()}
+		}
+		e, ok := asError(classify(err, opLogin))
+		if !ok {
+			e = &Error{Kind: KindAuth, Message: err.Error(), Err: err}
+		}
+		c.record(ctx, span, c.logins, e)
+		c.loginFailed(e)
+		return nil, e
+	}
+	c.record(ctx, span, c.logins, nil)
+	ttl := time.Duration(cred.ExpiresIn) * time.Second
+	s := c.newSession(cred.AccessToken, ttl)
+	c.current.Store(s)
+	c.loginSucceeded(ttl)
+	c.log.Debug("logged in to Infisical", "auth_method", method, "expires_in", ttl)
+	return s, nil
+}
+
+func (c *Client) loginFailed(e *Error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failures++
+	wait := min(c.loginBackoffBase<<min(c.failures-1, 10), loginBackoffCap)
+	if strings.Contains(e.Message, "temporarily locked") {
+		// Every attempt during a lockout fails and may extend it: wait it out.
+		wait = max(wait, c.cfg.LockoutBackoff)
+	}
+	c.retryAt = time.Now().Add(wait)
+	c.lastErr = e
+	c.log.Warn("Infisical login failed", "auth_method", c.cfg.Auth.method(), "error", e.Error(),
+		"failures_in_a_row", c.failures, "next_attempt_in", wait.String())
+}
+
+func (c *Client) loginSucceeded(ttl time.Duration) {
+	c.mu.Lock()
+	c.failures, c.retryAt, c.lastErr = 0, time.Time{}, nil
+	c.mu.Unlock()
+	if ttl > 0 {
+		c.scheduleRefresh(ttl * 2 / 3)
+	}
+}
+
+func (c *Client) scheduleRefresh(after time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		return
+	}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.timer = time.AfterFunc(after, c.refresh)
+}
+
+// refresh replaces the current token before it expires (by logging in again: the SDK offers no renew that could be
+// bounded by a deadline). While it fails, it retries at the login back-off as long as the current token lasts;
+// after that, the next read logs in itself.
+func (c *Client) refresh() {
+	old := c.current.Load()
+	_, err := c.session(c.ctx, old)
+	if err == nil || c.ctx.Err() != nil {
+		return
+	}
+	if s := c.current.Load(); s != nil && s.usable(time.Now()) {
+		c.mu.Lock()
+		wait := time.Until(c.retryAt)
+		c.mu.Unlock()
+		c.scheduleRefresh(max(wait, 10*time.Millisecond))
+	}
+}
+
+// GetSecret reads one secret. It retries network errors, 5xx and 429 within ctx's deadline, logs in again once if
+// Infisical refuses the token, and returns an error wrapping ErrNotFound when the secret, version, folder or
+// environment does not exist; other failures are *Error.
+func (c *Client) GetSecret(ctx context.Context, ref SecretRef) (Secret, error) {
+	opts, err := ref.options()
+	if err != nil {
+		return Secret{}, err
+	}
+	var (
+		s        *session
+		relogged bool
+	)
+	for attempt := 1; ; attempt++ {
+		if s == nil {
+			if s, err = c.session(ctx, nil); err != nil {
+				return Secret{}, err
+			}
+		}
+		sec, err := c.read(ctx, s, opts, attempt)
+		if err == nil {
+			return sec, nil
+		}
+		e, ok := asError(err)
+		if !ok {
+			return Secret{}, err // not found
+		}
+		var wait time.Duration
+		switch {
+		case e.tokenRejected() && !c.static && !relogged:
+			relogged = true
+			c.log.Debug("Infisical refused the access token; logging in again", "status", e.Status, "req_id", e.RequestID)
+			if s, err = c.session(ctx, s); err != nil {
+				return Secret{}, err
+			}
+			continue
+		case e.Kind == KindRateLimited:
+			wait = e.RetryAfter
+			if wait == 0 {
+				wait = backoff(attempt)
+			}
+		case e.retryable():
+			wait = backoff(attempt)
+		default:
+			return Secret{}, e
+		}
+		if attempt >= maxReadAttempts || !fits(ctx, wait) {
+			return Secret{}, e
+		}
+		c.log.Debug("retrying Infisical read", "attempt", attempt, "wait", wait.String(), "error", e.Error())
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return Secret{}, e
+		}
+	}
+}
+
+func (c *Client) read(ctx context.Context, s *session, opts sdk.RetrieveSecretOptions, attempt int) (Secret, error) {
+	ctx, span := c.tracer.Start(ctx, "infisical.read_secret", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.Int("infisical.attempt", attempt)))
+	defer span.End()
+
+	raw, err := call(c, ctx, func() (sdk.Secret, error) { return s.client.Secrets().Retrieve(opts) })
+	switch {
+	case err != nil:
+		err = classify(err, opRead)
+	case raw.SecretKey == "":
+		// The SDK decodes nothing, without an error, when a 2xx answer is not JSON (e.g. a proxy's page).
+		err = &Error{Kind: KindUnavailable, Message: "Infisical answered without a secret (is INFISICAL_BASE_URL the Infisical site?)"}
+	case raw.SecretValue == hiddenValue:
+		err = &Error{Kind: KindPermission, Message: "the identity may see this secret but not read its value"}
+	}
+	c.record(ctx, span, c.calls, err)
+	if err != nil {
+		return Secret{}, err
+	}
+	path := raw.SecretPath
+	if path == "" {
+		path = opts.SecretPath
+	}
+	env := raw.Environment
+	if env == "" {
+		env = opts.Environment
+	}
+	return Secret{Name: raw.SecretKey, Value: raw.SecretValue, Path: path, Environment: env, Version: raw.Version}, nil
+}
+
+// record puts the outcome of one Infisical call on its span and counter; never a value or a token.
+func (c *Client) record(ctx context.Context, span trace.Span, counter metric.Int64Counter, err error) {
+	status := "200"
+	if err != nil {
+		status = "error"
+		if errors.Is(err, ErrNotFound) {
+			status = "404"
+		}
+		if e, ok := asError(err); ok {
+			status = e.Kind.String()
+			if e.Status != 0 {
+				status = strconv.Itoa(e.Status)
+			}
+			if e.RequestID != "" {
+				span.SetAttributes(attribute.String("infisical.request_id", e.RequestID))
+			}
+			if e.Status != 0 {
+				span.SetAttributes(attribute.Int("http.response.status_code", e.Status))
+			}
+		}
+		if !errors.Is(err, ErrNotFound) {
+			span.SetStatus(codes.Error, err.Error())
+		}
+	} else {
+		span.SetAttributes(attribute.Int("http.response.status_code", 200))
+	}
+	counter.Add(ctx, 1, metric.WithAttributes(attribute.String("status", status)))
+}
+
+type result[T any] struct {
+	v   T
+	err error
+}
+
+// call runs fn, an SDK call that cannot be cancelled, in its own goroutine and waits for it until ctx ends or
+// UpstreamTimeout passes. A call given up on keeps running, and keeps its in-flight slot, until the SDK returns
+// (its transport has no response timeout): so a hanging Infisical holds at most MaxInFlight goroutines, and
+// beyond that calls fail fast.
+func call[T any](c *Client, ctx context.Context, fn func() (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, &Error{Kind: KindTimeout, Message: "the deadline passed before the call to Infisical", Err: err}
+	}
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		return zero, &Error{Kind: KindUnavailable, Err: errBusy, Message: fmt.Sprintf(
+			"too many Infisical calls are still in flight (%d): earlier calls have not returned", cap(c.slots))}
+	}
+	attemptCtx, cancel := context.WithTimeout(ctx, c.cfg.UpstreamTimeout)
+	defer cancel()
+	done := make(chan result[T], 1)
+	go func() {
+		defer func() { <-c.slots }()
+		defer func() {
+			if p := recover(); p != nil {
+				done <- result[T]{err: fmt.Errorf("the Infisical SDK panicked: %v", p)}
+			}
+		}()
+		v, err := fn()
+		done <- result[T]{v: v, err: err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-attemptCtx.Done():
+		if err := ctx.Err(); err != nil {
+			return zero, &Error{Kind: KindTimeout, Message: "the deadline passed before Infisical answered", Err: err}
+		}
+		return zero, &Error{Kind: KindTimeout, Message: "no answer within " + c.cfg.UpstreamTimeout.String(), Err: context.DeadlineExceeded}
+	}
+}
+
+// backoff is the jittered exponential wait before read attempt+1: 100ms doubling to 2s, each drawn from [d/2, d].
+func backoff(attempt int) time.Duration {
+	d := min(retryBase<<min(attempt-1, 10), retryCap)
+	return d/2 + rand.N(d/2+1)
+}
+
+// fits reports whether waiting d still leaves ctx time for another attempt.
+func fits(ctx context.Context, d time.Duration) bool {
+	deadline, ok := ctx.Deadline()
+	return !ok || time.Until(deadline) > d
+}
+
+func (r SecretRef) options() (sdk.RetrieveSecretOptions, error) {
+	bad := func(msg string) (sdk.RetrieveSecretOptions, error) {
+		return sdk.RetrieveSecretOptions{}, &Error{Kind: KindBadRequest, Message: msg}
+	}
+	switch {
+	case r.ProjectID == "":
+		return bad("no project id (INFISICAL_PROJECT_ID)")
+	case r.Environment == "":
+		return bad("no environment (INFISICAL_ENVIRONMENT)")
+	case strings.TrimSpace(r.Name) == "":
+		return bad("no secret name")
+	case strings.ContainsAny(r.Name, "/?#%:") || strings.ContainsFunc(r.Name, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		// The SDK puts the name into the URL path unescaped, so these would change the request.
+		return bad(fmt.Sprintf("secret name %q may not contain '/', '?', '#', '%%', ':' or control characters", r.Name))
+	case r.Version < 0:
+		return bad(fmt.Sprintf("secret version %d is negative", r.Version))
+	}
+	path := r.Path
+	if path == "" {
+		path = "/"
+	}
+	if !strings.HasPrefix(path, "/") {
+		return bad(fmt.Sprintf("secret path %q must start with '/'", path))
+	}
+	return sdk.RetrieveSecretOptions{
+		SecretKey:              r.Name,
+		ProjectID:              r.ProjectID,
+		Environment:            r.Environment,
+		SecretPath:             path,
+		Type:                   "shared",
+		Version:                r.Version,
+		ExpandSecretReferences: r.ExpandReferences,
+		IncludeImports:         r.IncludeImports,
+	}, nil
+}

@@ -1,0 +1,591 @@
+package infisical
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
+)
+
+const (
+	clientID     = "client-id"
+	clientSecret = "client-secret"
+	project      = "p1"
+)
+
+// newFake starts a fake Infisical with one Universal Auth identity on project p1 and a few secrets.
+func newFake(t *testing.T, opts ...fakeinfisical.Option) *fakeinfisical.Server {
+	t.Helper()
+	f := fakeinfisical.New(t, opts...)
+	f.AddIdentity(clientID, clientSecret, project)
+	f.SetSecret(project, "dev", "/", "ROOT", "root-value")
+	f.SetSecret(project, "dev", "/", "REF", "x-${ROOT}")
+	f.SetSecret(project, "dev", "/app/db", "PASSWORD", "old")
+	f.SetSecret(project, "dev", "/app/db", "PASSWORD", "new")
+	f.SetSecret("p2", "dev", "/", "OTHER", "x")
+	return f
+}
+
+// newClient returns a Client for url with short timeouts; change adjusts the config first.
+func newClient(t *testing.T, url string, change func(*Config)) *Client {
+	t.Helper()
+	cfg := Config{
+		BaseURL:         url,
+		Auth:            Credentials{ClientID: clientID, ClientSecret: clientSecret},
+		UpstreamTimeout: 500 * time.Millisecond,
+		Logger:          slog.New(slog.DiscardHandler),
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func ctxWithin(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func wantKind(t *testing.T, err error, kind ErrorKind, contains string) *Error {
+	t.Helper()
+	e, ok := asError(err)
+	if !ok || e.Kind != kind || !strings.Contains(err.Error(), contains) {
+		t.Fatalf("got %v (%T), want a %s error containing %q", err, err, kind, contains)
+	}
+	return e
+}
+
+// mustLogin logs c in, trying again if a busy machine made the login miss a short UpstreamTimeout.
+func mustLogin(t *testing.T, c *Client) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := c.Login(ctxWithin(t, 5*time.Second))
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Login: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func rootRef(name string) SecretRef {
+	return SecretRef{ProjectID: project, Environment: "dev", Name: name}
+}
+
+func TestGetSecret(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t)
+	c := newClient(t, fake.URL, nil)
+	tests := []struct {
+		name        string
+		ref         SecretRef
+		want        Secret
+		wantErr     error     // errors.Is target
+		wantKind    ErrorKind // else
+		wantMessage string
+	}{
+		{name: "root", ref: rootRef("ROOT"), want: Secret{Name: "ROOT", Value: "root-value", Path: "/", Environment: "dev", Version: 1}},
+		{name: "sub-folder latest", ref: SecretRef{ProjectID: project, Environment: "dev", Path: "/app/db/", Name: "PASSWORD"}, want: Secret{Name: "PASSWORD", Value: "new", Path: "/app/db", Environment: "dev", Version: 2}},
+		{name: "older version", ref: SecretRef{ProjectID: project, Environment: "dev", Path: "/app/db", Name: "PASSWORD", Version: 1}, want: Secret{Name: "PASSWORD", Value: "old", Path: "/app/db", Environment: "dev", Version: 1}},
+		{name: "references expanded", ref: SecretRef{ProjectID: project, Environment: "dev", Name: "REF", ExpandReferences: true}, want: Secret{Name: "REF", Value: "x-root-value", Path: "/", Environment: "dev", Version: 1}},
+		{name: "references left alone", ref: rootRef("REF"), want: Secret{Name: "REF", Value: "x-${ROOT}", Path: "/", Environment: "dev", Version: 1}},
+		{name: "missing secret", ref: rootRef("NOPE"), wantErr: ErrNotFound, wantMessage: "Secret with name 'NOPE' not found (reqId req-"},
+		{name: "missing version", ref: SecretRef{ProjectID: project, Environment: "dev", Path: "/app/db", Name: "PASSWORD", Version: 9}, wantErr: ErrNotFound, wantMessage: "not found"},
+		{name: "missing folder", ref: SecretRef{ProjectID: project, Environment: "dev", Path: "/nope", Name: "ROOT"}, wantErr: ErrNotFound, wantMessage: "Folder with path '/nope'"},
+		{name: "missing environment", ref: SecretRef{ProjectID: project, Environment: "qa", Name: "ROOT"}, wantErr: ErrNotFound, wantMessage: "environment with slug 'qa'"},
+		{name: "project without access", ref: SecretRef{ProjectID: "p2", Environment: "dev", Name: "OTHER"}, wantKind: KindPermission, wantMessage: "Infisical denied access: Identity is not a member"},
+		{name: "name with a slash", ref: rootRef("a/b"), wantKind: KindBadRequest, wantMessage: "may not contain"},
+		{name: "no project", ref: SecretRef{Environment: "dev", Name: "ROOT"}, wantKind: KindBadRequest, wantMessage: "INFISICAL_PROJECT_ID"},
+		{name: "relative path", ref: SecretRef{ProjectID: project, Environment: "dev", Path: "app", Name: "ROOT"}, wantKind: KindBadRequest, wantMessage: "must start with '/'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := c.GetSecret(ctxWithin(t, 5*time.Second), tt.ref)
+			switch {
+			case tt.wantErr != nil:
+				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.wantMessage) {
+					t.Fatalf("got %v, want %v containing %q", err, tt.wantErr, tt.wantMessage)
+				}
+			case tt.wantKind != 0:
+				wantKind(t, err, tt.wantKind, tt.wantMessage)
+			case err != nil:
+				t.Fatalf("GetSecret: %v", err)
+			case got != tt.want:
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	if n := fake.Logins(); n != 1 {
+		t.Fatalf("%d logins, want 1 (a permission error must not cause a new login)", n)
+	}
+	if err := c.Healthy(); err != nil {
+		t.Fatalf("Healthy: %v", err)
+	}
+}
+
+func TestRetries(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		inject    func(*fakeinfisical.Server)
+		budget    time.Duration
+		wantReads int
+		wantKind  ErrorKind // 0 = success
+		wantMsg   string
+	}{
+		{name: "500 then success", budget: 3 * time.Second, wantReads: 2, inject: func(f *fakeinfisical.Server) {
+			f.FailNext(fakeinfisical.RouteGetSecret, 1, 500, "Something went wrong", nil)
+		}},
+		{name: "429 wait beyond the budget", budget: 700 * time.Millisecond, wantReads: 1, wantKind: KindRateLimited,
+			wantMsg: "Infisical is rate limiting requests: Rate limit exceeded. Please try again in 5 seconds", inject: func(f *fakeinfisical.Server) {
+				f.FailNext(fakeinfisical.RouteGetSecret, 1, 429, "Rate limit exceeded. Please try again in 5 seconds", nil)
+			}},
+		{name: "500 until the budget runs out", budget: 600 * time.Millisecond, wantReads: -1, wantKind: KindUnavailable,
+			wantMsg: "Something went wrong (HTTP 500, reqId", inject: func(f *fakeinfisical.Server) {
+				f.FailNext(fakeinfisical.RouteGetSecret, 100, 500, "Something went wrong", nil)
+			}},
+		{name: "422 is not retried", budget: 3 * time.Second, wantReads: 1, wantKind: KindBadRequest, inject: func(f *fakeinfisical.Server) {
+			f.FailNext(fakeinfisical.RouteGetSecret, 1, 422, "bad", nil)
+		}},
+		{name: "connection refused is retried in the budget", budget: 600 * time.Millisecond, wantReads: 0, wantKind: KindUnavailable,
+			wantMsg: "connection refused", inject: func(f *fakeinfisical.Server) { f.Down(true) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fake := newFake(t)
+			c := newClient(t, fake.URL, nil)
+			mustLogin(t, c)
+			tt.inject(fake)
+			start := time.Now()
+			got, err := c.GetSecret(ctxWithin(t, tt.budget), rootRef("ROOT"))
+			if elapsed := time.Since(start); elapsed > tt.budget+500*time.Millisecond {
+				t.Fatalf("GetSecret took %v, beyond its %v budget", elapsed, tt.budget)
+			}
+			if tt.wantKind != 0 {
+				wantKind(t, err, tt.wantKind, tt.wantMsg)
+			} else if err != nil || got.Value != "root-value" {
+				t.Fatalf("got %+v, %v; want root-value", got, err)
+			}
+			if n := fake.Reads(); n != tt.wantReads && (tt.wantReads >= 0 || n < 2) {
+				t.Fatalf("%d reads reached Infisical, want %d (-1: several)", n, tt.wantReads)
+			}
+		})
+	}
+}
+
+func TestRateLimitWaitsTheNamedTime(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t)
+	c := newClient(t, fake.URL, nil)
+	fake.FailNext(fakeinfisical.RouteGetSecret, 1, 429, "Rate limit exceeded. Please try again in 1 seconds", http.Header{"Retry-After": {"1"}})
+	if _, err := c.GetSecret(ctxWithin(t, 3*time.Second), rootRef("ROOT")); err != nil {
+		t.Fatalf("GetSecret: %v", err)
+	}
+	reqs := fake.Requests()
+	var reads []time.Time
+	for _, r := range reqs {
+		if r.Route == fakeinfisical.RouteGetSecret {
+			reads = append(reads, r.Time)
+		}
+	}
+	if len(reads) != 2 || reads[1].Sub(reads[0]) < 900*time.Millisecond {
+		t.Fatalf("reads at %v: want 2, the second about 1s after the first", reads)
+	}
+}
+
+func TestHangTimesOutAndRecovers(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t)
+	c := newClient(t, fake.URL, func(cfg *Config) { cfg.UpstreamTimeout = 200 * time.Millisecond })
+	mustLogin(t, c)
+	fake.Hang(fakeinfisical.RouteGetSecret, true)
+	start := time.Now()
+	_, err := c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
+	if elapsed := time.Since(start); elapsed > 1500*time.Millisecond {
+		t.Fatalf("GetSecret returned after %v, beyond its 1s deadline", elapsed)
+	}
+	wantKind(t, err, KindTimeout, "no answer within 200ms")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("%v does not wrap context.DeadlineExceeded", err)
+	}
+	fake.Hang(fakeinfisical.RouteGetSecret, false)
+	if got, err := c.GetSecret(ctxWithin(t, 5*time.Second), rootRef("ROOT")); err != nil || got.Value != "root-value" {
+		t.Fatalf("after the hang: %+v, %v", got, err)
+	}
+}
+
+func TestMaxInFlightFailsFast(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t)
+	c := newClient(t, fake.URL, func(cfg *Config) {
+		cfg.UpstreamTimeout = 100 * time.Millisecond
+		cfg.MaxInFlight = 3 // one for the login, two for hung reads
+	})
+	mustLogin(t, c)
+	fake.Hang(fakeinfisical.RouteGetSecret, true)
+	for i := range 3 {
+		if _, err := c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT")); err == nil {
+			t.Fatalf("call %d succeeded against a hung server", i)
+		}
+	}
+	_, err := c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
+	wantKind(t, err, KindUnavailable, "too many Infisical calls are still in flight (3)")
+	if n := fake.Reads(); n != 3 {
+		t.Fatalf("%d reads reached Infisical, want 3 (the rest must fail without a call)", n)
+	}
+	fake.Hang(fakeinfisical.RouteGetSecret, false)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slots never freed after the hang ended: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestTokenRefreshKeepsServing(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t, fakeinfisical.WithTokenTTL(time.Second, time.Minute))
+	c := newClient(t, fake.URL, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for range 4 {
+		wg.Go(func() {
+			for end := time.Now().Add(1100 * time.Millisecond); time.Now().Before(end); time.Sleep(30 * time.Millisecond) {
+				if _, err := c.GetSecret(ctxWithin(t, 2*time.Second), rootRef("ROOT")); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("GetSecret during token refresh: %v", err)
+	}
+	logins := fake.Logins()
+	if logins < 2 || logins > 3 {
+		t.Fatalf("%d logins in 1.1s with a 1s token, want 2 (a refresh at 2/3 of the TTL)", logins)
+	}
+	for _, r := range fake.Requests() {
+		if r.Status == http.StatusForbidden {
+			t.Fatalf("a request used an expired token: %+v", r)
+		}
+	}
+	c.Close()
+	time.Sleep(800 * time.Millisecond) // past the next refresh point
+	if n := fake.Logins(); n != logins {
+		t.Fatalf("%d logins after Close, want %d: the refresh must stop", n, logins)
+	}
+}
+
+func TestConcurrentCallersShareOneLogin(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t)
+	c := newClient(t, fake.URL, nil)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if _, err := c.GetSecret(ctxWithin(t, 5*time.Second), rootRef("ROOT")); err != nil {
+				t.Errorf("GetSecret: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := fake.Logins(); n != 1 {
+		t.Fatalf("%d logins, want 1", n)
+	}
+}
+
+func TestRefusedTokenLogsInOnce(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		spoil      func(*fakeinfisical.Server)
+		wantLogins int
+		wantKind   ErrorKind // 0 = success
+	}{
+		{name: "expired token (403 TokenError)", spoil: (*fakeinfisical.Server).ExpireTokens, wantLogins: 2},
+		{name: "revoked token (401)", spoil: (*fakeinfisical.Server).RevokeTokens, wantLogins: 2},
+		{name: "refused again after the new login", wantLogins: 2, wantKind: KindAuth, spoil: func(f *fakeinfisical.Server) {
+			f.FailNext(fakeinfisical.RouteGetSecret, 2, 403, fakeinfisical.MsgTokenExpired, nil)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := newFake(t)
+			c := newClient(t, fake.URL, nil)
+			if _, err := c.GetSecret(ctxWithin(t, 5*time.Second), rootRef("ROOT")); err != nil {
+				t.Fatalf("first GetSecret: %v", err)
+			}
+			tt.spoil(fake)
+			_, err := c.GetSecret(ctxWithin(t, 5*time.Second), rootRef("ROOT"))
+			if tt.wantKind != 0 {
+				wantKind(t, err, tt.wantKind, "authentication to Infisical failed: "+fakeinfisical.MsgTokenExpired)
+			} else if err != nil {
+				t.Fatalf("GetSecret after the token was refused: %v", err)
+			}
+			if n := fake.Logins(); n != tt.wantLogins {
+				t.Fatalf("%d logins, want %d", n, tt.wantLogins)
+			}
+		})
+	}
+}
+
+func TestWrongSecretBacksOff(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t)
+	c := newClient(t, fake.URL, func(cfg *Config) { cfg.Auth.ClientSecret = "wrong" })
+	calls := 0
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		_, err := c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
+		wantKind(t, err, KindAuth, "authentication to Infisical failed: Invalid credentials (HTTP 401, reqId req-")
+		calls++
+	}
+	if n := fake.Logins(); n < 2 || n > 3 {
+		t.Fatalf("%d GetSecret calls in 1.5s caused %d login attempts, want 2-3 (back-off 1s, 2s, ...)", calls, n)
+	}
+	if fake.Reads() != 0 {
+		t.Fatal("reads were sent without a token")
+	}
+	wantKind(t, c.Healthy(), KindAuth, "Invalid credentials")
+}
+
+func TestLockoutPausesLogins(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t, fakeinfisical.WithLockout(1, 30*time.Second, time.Hour))
+	c := newClient(t, fake.URL, func(cfg *Config) { cfg.Auth.ClientSecret = "wrong" })
+	c.loginBackoffBase = 50 * time.Millisecond
+	// The first attempt fails and locks the identity; the next one, after the back-off, hears about the lockout.
+	for deadline := time.Now().Add(5 * time.Second); fake.Logins() < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d login attempts in 5s", fake.Logins())
+		}
+		_, _ = c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
+	}
+	var err error
+	for range 10 {
+		_, err = c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
+	}
+	e := wantKind(t, err, KindAuth, fakeinfisical.MsgLocked)
+	if e.RetryAfter < 4*time.Minute {
+		t.Fatalf("RetryAfter %v, want about the 5 minute lockout back-off", e.RetryAfter)
+	}
+	if n := fake.Logins(); n != 2 {
+		t.Fatalf("%d login attempts, want 2 (the failure, then the lockout report)", n)
+	}
+}
+
+// login gets an access token for the static-token method, as an operator would with the CLI.
+func login(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Post(url+"/api/v1/auth/universal-auth/login", "application/json",
+		strings.NewReader(`{"clientId":"`+clientID+`","clientSecret":"`+clientSecret+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"accessToken"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.AccessToken == "" {
+		t.Fatalf("login: %v", err)
+	}
+	return body.AccessToken
+}
+
+func TestAuthMethods(t *testing.T) {
+	fake := newFake(t)
+	fake.AddMethodIdentity(fakeinfisical.MethodKubernetes, "id-k8s", "k8s-sa-token", project)
+	fake.AddMethodIdentity(fakeinfisical.MethodOIDC, "id-oidc", "oidc-token", project)
+	fake.AddMethodIdentity(fakeinfisical.MethodJWT, "id-jwt", "the-jwt", project)
+	fake.AddMethodIdentity(fakeinfisical.MethodAWS, "id-aws", "", project)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	k8sPath := write("k8s", "k8s-sa-token\n")
+	oidcPath := write("oidc", "oidc-token\n")
+	// AWS credentials from the environment only: the SDK signs an STS request locally and never calls AWS.
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "example-secret")
+	t.Setenv("AWS_REGION", "eu-west-1")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "none"))
+
+	tests := []struct {
+		name      string
+		creds     Credentials
+		route     fakeinfisical.Route // "" = no login expected
+		identity  string
+		wantError string
+	}{
+		{name: "universal-auth", creds: Credentials{ClientID: clientID, ClientSecret: clientSecret}, route: fakeinfisical.RouteUniversalAuthLogin, identity: clientID},
+		{name: "kubernetes", creds: Credentials{Method: MethodKubernetes, IdentityID: "id-k8s", KubernetesTokenPath: k8sPath}, route: fakeinfisical.RouteKubernetesLogin, identity: "id-k8s"},
+		{name: "oidc token", creds: Credentials{Method: MethodOIDC, IdentityID: "id-oidc", OIDCToken: "oidc-token"}, route: fakeinfisical.RouteOIDCLogin, identity: "id-oidc"},
+		{name: "oidc token file", creds: Credentials{Method: MethodOIDC, IdentityID: "id-oidc", OIDCTokenPath: oidcPath}, route: fakeinfisical.RouteOIDCLogin, identity: "id-oidc"},
+		{name: "jwt", creds: Credentials{Method: MethodJWT, IdentityID: "id-jwt", JWT: "the-jwt"}, route: fakeinfisical.RouteJWTLogin, identity: "id-jwt"},
+		{name: "aws-iam", creds: Credentials{Method: MethodAWSIAM, IdentityID: "id-aws"}, route: fakeinfisical.RouteAWSLogin, identity: "id-aws"},
+		{name: "static token", creds: Credentials{Method: MethodToken, AccessToken: login(t, fake.URL)}, identity: clientID},
+		{name: "wrong jwt", creds: Credentials{Method: MethodJWT, IdentityID: "id-jwt", JWT: "other"}, route: fakeinfisical.RouteJWTLogin, identity: "id-jwt", wantError: "JWT does not match"},
+		{name: "kubernetes token file missing", creds: Credentials{Method: MethodKubernetes, IdentityID: "id-k8s", KubernetesTokenPath: filepath.Join(dir, "missing")}, wantError: "read Kubernetes service account token from"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fake.Logins()
+			var routeBefore int
+			if tt.route != "" {
+				routeBefore = fake.Count(tt.route)
+			}
+			c := newClient(t, fake.URL, func(cfg *Config) { cfg.Auth = tt.creds })
+			got, err := c.GetSecret(ctxWithin(t, 5*time.Second), rootRef("ROOT"))
+			if tt.wantError != "" {
+				wantKind(t, err, KindAuth, tt.wantError)
+			} else if err != nil || got.Value != "root-value" {
+				t.Fatalf("GetSecret: %+v, %v", got, err)
+			}
+			wantLogins := 0
+			if tt.route != "" {
+				wantLogins = 1
+				if n := fake.Count(tt.route) - routeBefore; n != 1 {
+					t.Fatalf("%d requests to %s, want 1", n, tt.route)
+				}
+			}
+			if n := fake.Logins() - before; n != wantLogins {
+				t.Fatalf("%d logins, want %d", n, wantLogins)
+			}
+			reqs := fake.Requests()
+			if last := reqs[len(reqs)-1]; tt.identity != "" && last.Identity != tt.identity {
+				t.Fatalf("last request came from identity %q, want %q", last.Identity, tt.identity)
+			}
+		})
+	}
+}
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	fake := fakeinfisical.NewTLS(t)
+	fake.AddIdentity(clientID, clientSecret, project)
+	fake.SetSecret(project, "dev", "/", "ROOT", "root-value")
+
+	_, err := newClient(t, fake.URL, nil).GetSecret(ctxWithin(t, 5*time.Second), rootRef("ROOT"))
+	wantKind(t, err, KindTLS, "set INFISICAL_CA_CERT or INFISICAL_CA_CERT_PATH")
+	if !strings.Contains(err.Error(), "x509:") {
+		t.Fatalf("%v does not give the x509 cause", err)
+	}
+
+	c := newClient(t, fake.URL, func(cfg *Config) { cfg.CACert = fake.CACertPEM() })
+	if got, err := c.GetSecret(ctxWithin(t, 5*time.Second), rootRef("ROOT")); err != nil || got.Value != "root-value" {
+		t.Fatalf("with the CA: %+v, %v", got, err)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	good := Credentials{ClientID: "a", ClientSecret: "b"}
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{name: "missing secret", cfg: Config{Auth: Credentials{ClientID: "a"}}, want: "INFISICAL_CLIENT_SECRET"},
+		{name: "bad URL", cfg: Config{BaseURL: "app.infisical.com", Auth: good}, want: "INFISICAL_BASE_URL"},
+		{name: "bad CA", cfg: Config{CACert: "not pem", Auth: good}, want: "INFISICAL_CA_CERT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		creds Credentials
+		want  string // "" = valid
+	}{
+		{name: "universal-auth by default", creds: Credentials{ClientID: "a", ClientSecret: "b"}},
+		{name: "universal-auth without id", creds: Credentials{ClientSecret: "b"}, want: "INFISICAL_CLIENT_ID"},
+		{name: "kubernetes", creds: Credentials{Method: MethodKubernetes, IdentityID: "i"}},
+		{name: "kubernetes without identity", creds: Credentials{Method: MethodKubernetes}, want: "INFISICAL_IDENTITY_ID"},
+		{name: "aws-iam without identity", creds: Credentials{Method: MethodAWSIAM}, want: "INFISICAL_IDENTITY_ID"},
+		{name: "gcp-id-token", creds: Credentials{Method: MethodGCPIDToken, IdentityID: "i"}},
+		{name: "gcp-iam without key file", creds: Credentials{Method: MethodGCPIAM, IdentityID: "i"}, want: "INFISICAL_GCP_KEY_FILE"},
+		{name: "azure", creds: Credentials{Method: MethodAzure, IdentityID: "i"}},
+		{name: "oidc without token", creds: Credentials{Method: MethodOIDC, IdentityID: "i"}, want: "INFISICAL_OIDC_TOKEN or INFISICAL_OIDC_TOKEN_PATH"},
+		{name: "oidc with token path", creds: Credentials{Method: MethodOIDC, IdentityID: "i", OIDCTokenPath: "/t"}},
+		{name: "jwt without jwt", creds: Credentials{Method: MethodJWT, IdentityID: "i"}, want: "INFISICAL_JWT"},
+		{name: "token without token", creds: Credentials{Method: MethodToken}, want: "INFISICAL_ACCESS_TOKEN"},
+		{name: "unknown method", creds: Credentials{Method: "ldap"}, want: `INFISICAL_AUTH_METHOD "ldap" is not supported`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.creds.Validate()
+			if tt.want == "" && err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("got %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	t.Parallel()
+	a := Credentials{ClientID: "id", ClientSecret: "secret-one"}
+	tests := []struct {
+		name string
+		b    Credentials
+		same bool
+	}{
+		{name: "same credentials", b: Credentials{Method: MethodUniversalAuth, ClientID: "id", ClientSecret: "secret-one"}, same: true},
+		{name: "other secret", b: Credentials{ClientID: "id", ClientSecret: "secret-two"}},
+		{name: "other client", b: Credentials{ClientID: "id2", ClientSecret: "secret-one"}},
+		{name: "other method", b: Credentials{Method: MethodJWT, IdentityID: "id", JWT: "secret-one"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := a.Identity() == tt.b.Identity(); got != tt.same {
+				t.Fatalf("Identity equal = %v, want %v", got, tt.same)
+			}
+			if id := tt.b.Identity(); len(id) != 32 || strings.Contains(id, "secret") {
+				t.Fatalf("Identity %q: want 32 hex characters", id)
+			}
+		})
+	}
+}
