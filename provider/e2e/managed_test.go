@@ -221,8 +221,8 @@ func TestManagedInitialLinksFromHostData(t *testing.T) {
 		hd["link_definitions"] = []any{map[string]any{
 			"source_id": "storefront-api", "target": providerKey, "name": "default",
 			"wit_namespace": "infisical", "wit_package": "secrets-provider", "interfaces": []string{"tenant"},
-			"source_config": map[string]string{},
-			"target_config": map[string]string{"INFISICAL_PROJECT_ID": "shop-project", "APPLICATION": "shop"},
+			"source_config":  map[string]string{},
+			"target_config":  map[string]string{"INFISICAL_PROJECT_ID": "shop-project", "APPLICATION": "shop"},
 			"source_secrets": nil, "target_secrets": sealed,
 		}}
 	})
