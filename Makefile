@@ -9,7 +9,7 @@ LDFLAGS    := -s -w -X github.com/infisical-secrets-provider/infisical-secrets-p
 STATICCHECK_VERSION ?= 2026.2.2
 FUZZTIME   ?= 10s
 
-.PHONY: all build test lint demo par bench fuzz clean
+.PHONY: all build test lint demo par bench fuzz docs clean
 
 all: build
 
@@ -59,6 +59,10 @@ par:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./provider/...
 	$(GO) run ./provider/internal/cmd/load
+
+## docs: regenerate the settings table in README.md from the code
+docs:
+	$(GO) run ./provider/internal/cmd/docs README.md
 
 clean:
 	rm -rf build
