@@ -57,6 +57,7 @@ type Backend struct {
 	log  *slog.Logger
 	dial Dialer
 	now  func() time.Time
+	tel  instruments
 
 	mu       sync.RWMutex
 	settings *settings.Settings
@@ -71,7 +72,7 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.Settings == nil {
 		return nil, errors.New("backend: settings are required")
 	}
-	b := &Backend{log: cfg.Logger, dial: cfg.Dial, now: cfg.Now, tenants: map[string]*identity{}}
+	b := &Backend{log: cfg.Logger, dial: cfg.Dial, now: cfg.Now, tenants: map[string]*identity{}, tel: newInstruments()}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -211,6 +212,24 @@ func closeUpstream(u Upstream) {
 	}
 }
 
+// Warmup logs the provider's own identity in to Infisical, so that bad credentials show at start (in the logs and
+// in health) rather than on the first request a host makes. Failure is logged, not fatal: Infisical may come later.
+func (b *Backend) Warmup(ctx context.Context) {
+	b.mu.RLock()
+	def := b.defaults
+	b.mu.RUnlock()
+	l, ok := def.upstream.(interface{ Login(context.Context) error })
+	if !ok {
+		return
+	}
+	if err := l.Login(ctx); err != nil {
+		b.log.Error("Infisical login failed at start; requests will fail until it succeeds (check the INFISICAL_* settings, "+
+			"or run `infisical-secrets-provider check`)", "error", err.Error())
+		return
+	}
+	b.log.Info("logged in to Infisical", "url", def.settings.BaseURL)
+}
+
 // Health says whether the backend can serve: it cannot when nobody is trusted, or when Infisical logins fail and
 // nothing is cached to fall back on.
 func (b *Backend) Health(ctx context.Context) (bool, string) {
@@ -272,7 +291,7 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 	secrets.Annotate(ctx, slog.String("identity", id.label), slog.String("project", project),
 		slog.String("environment", environment), slog.String("path", fullKey))
 
-	ok, reason := policy.Check(access.Subject{
+	ok, reason := b.checkAccess(ctx, policy, access.Subject{
 		Issuer: v.Entity.Issuer, Subject: v.Entity.Subject, Name: v.Entity.Name, Application: v.Application,
 		Project: project, Environment: environment, Key: fullKey,
 	})
@@ -300,7 +319,7 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 		waitCtx, cancel = context.WithTimeout(waitCtx, staleWait)
 		defer cancel()
 	}
-	sec, result, err := c.Get(waitCtx, key, func(fctx context.Context) (infisical.Secret, error) {
+	sec, result, err := b.cached(waitCtx, c, key, func(fctx context.Context) (infisical.Secret, error) {
 		return id.upstream.GetSecret(fctx, ref)
 	})
 	secrets.Annotate(ctx, slog.String("cache", string(result)))

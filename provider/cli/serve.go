@@ -50,8 +50,10 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// FromEnv names the service itself, leaving the name empty when OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES
+	// names it, so that the operator's name wins.
 	tcfg := telemetry.FromEnv(e.getenv)
-	tcfg.ServiceName, tcfg.ServiceVersion, tcfg.Logger = serviceName, Version, log
+	tcfg.ServiceVersion, tcfg.Logger = Version, log
 	tel, err := telemetry.Setup(ctx, tcfg)
 	if err != nil {
 		log.Error("telemetry setup failed; continuing without it", "error", err)
@@ -116,6 +118,11 @@ func startBackend(ctx context.Context, log *slog.Logger, s *settings.Settings, n
 		b.Close()
 		return nil, fmt.Errorf("subscribe to the secrets subjects: %w", err)
 	}
+	go func() {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		b.Warmup(wctx)
+	}()
 	log.Info("serving secrets", "subject", fmt.Sprintf("%s.%s.%s.>", s.SubjectPrefix, s.APIVersion, s.BackendName),
 		"server_xkey", srv.PublicXKey(), "infisical", s.Infisical.BaseURL, "project", s.Infisical.ProjectID,
 		"environment", s.Infisical.Environment)

@@ -310,3 +310,16 @@ func TestManagedSecretsOnAnotherNATS(t *testing.T) {
 		t.Fatalf("health on the lattice connection: %v %v", healthy, err)
 	}
 }
+
+func TestManagedHealthIsUnhealthyWhenInfisicalLoginFails(t *testing.T) {
+	m := startManaged(t, func(hd hostsim.HostData) {
+		hd["secrets"].(map[string]any)["INFISICAL_CLIENT_SECRET"] = hostsim.StringSecret("wrong")
+	})
+	waitFor(t, "health to report the failing login", func() bool {
+		healthy, msg, err := hostsim.Health(context.Background(), m.nc, "default", providerKey)
+		return err == nil && !healthy && strings.Contains(msg, "Infisical")
+	})
+	if !strings.Contains(m.proc.Output(), "Infisical login failed at start") {
+		t.Fatalf("no start-up error about the login:\n%s", m.proc.Output())
+	}
+}
