@@ -7,30 +7,47 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/access"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/backend"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
 )
 
-// checklist prints one line per check and remembers whether any failed.
+// The failure names of the original service's troubleshooting guide, kept so operators can search for them.
+const (
+	caseAuthentication = "Authentication Failed"
+	caseNotFound       = "Secret Not Found"
+	caseNATS           = "NATS Connection Failed"
+	caseJWT            = "JWT Validation Failed"
+	caseSetting        = "Invalid Setting"
+	caseUnauthorized   = "Unauthorized"
+	caseXKey           = "Server XKey Mismatch"
+	caseInfisical      = "Infisical Read Failed"
+)
+
+// checklist prints one line per check and counts the failures.
 type checklist struct {
-	w      io.Writer
-	failed bool
+	w        io.Writer
+	failures int
 }
 
 func (c *checklist) ok(format string, a ...any) {
 	fmt.Fprintf(c.w, "[ok]   %s\n", fmt.Sprintf(format, a...))
 }
 
-func (c *checklist) fail(what, fix string) {
-	c.failed = true
-	fmt.Fprintf(c.w, "[FAIL] %s\n       fix: %s\n", what, fix)
+// fail prints a failed check as "[FAIL] <case>: <what>" and the fix on the next line.
+func (c *checklist) fail(kase, what, fix string) {
+	c.failures++
+	fmt.Fprintf(c.w, "[FAIL] %s: %s\n       fix: %s\n", kase, what, fix)
 }
 
 func (c *checklist) warn(what, fix string) {
@@ -40,8 +57,8 @@ func (c *checklist) warn(what, fix string) {
 func runCheck(ctx context.Context, e *env, args []string) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	secretKey := fs.String("secret", "", "also read this secret (NAME, folder/NAME or /folder/NAME) from Infisical")
-	entityJWT := fs.String("entity-jwt", "", "also validate this component or provider JWT (as the backend would)")
+	secretKey := fs.String("secret", "", "also read this secret (NAME, folder/NAME or /folder/NAME) from Infisical; the value is never printed")
+	entityJWT := fs.String("entity-jwt", "", "also validate this component or provider JWT as the backend would, and whether TRUSTED_ISSUERS admits its issuer")
 	timeout := fs.Duration("timeout", 15*time.Second, "overall time limit")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: infisical-secrets-provider check [--secret KEY] [--entity-jwt JWT]")
@@ -52,61 +69,83 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "check takes no arguments, got %q (did you mean --secret %s?)\n", fs.Args(), fs.Arg(0))
+		return exitUsage
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	c := &checklist{w: e.stdout}
 
-	s, err := settings.Load(e)
-	if err != nil {
-		var serr *settings.Error
-		if errors.As(err, &serr) {
-			for _, p := range serr.Problems {
-				c.fail(fmt.Sprintf("setting %s: %s", p.Setting, p.Message), "set "+p.Setting+" as described above (see `infisical-secrets-provider settings`)")
-			}
-		} else {
-			c.fail("settings: "+err.Error(), "fix the settings named above")
-		}
-		return exitFailure
-	}
-	c.ok("settings are valid (Infisical %s, project %s, environment %s)", s.Infisical.BaseURL, s.Infisical.ProjectID, s.Infisical.Environment)
-
-	if len(s.TrustedIssuers) == 0 {
-		c.warn("TRUSTED_ISSUERS is not set: every get will be answered Unauthorized",
-			"set TRUSTED_ISSUERS to the account keys (A...) that sign your components and providers (wash inspect), or *")
-	} else {
-		c.ok("trusted issuers: %v", s.TrustedIssuers)
-	}
-	var serverPub string
-	if s.ServerXKeySeed == "" {
-		c.warn("SERVER_XKEY_SEED is not set: a new key on every start breaks hosts that cached the old one",
-			"generate one with `infisical-secrets-provider xkey` and set SERVER_XKEY_SEED")
-	} else if kp, err := nkeys.FromCurveSeed([]byte(s.ServerXKeySeed)); err == nil {
-		serverPub, _ = kp.PublicKey()
-		c.ok("server xkey %s", serverPub)
-	}
-
-	checkNATS(ctx, c, s, serverPub)
-	checkInfisical(ctx, c, s, *secretKey)
-	if *entityJWT != "" {
-		if claims, err := wascap.ParseEntity(*entityJWT, time.Now()); err != nil {
-			c.fail("JWT validation failed: "+err.Error(),
-				"check the system clock and that the component or provider was signed (wash build / wash inspect) and has not expired")
-		} else {
-			c.ok("entity JWT valid: %s %q (subject %s, issuer %s)", claims.Kind, claims.Name, claims.Subject, claims.Issuer)
+	if s := checkSettings(c, e); s != nil {
+		serverPub := checkKeys(c, s)
+		checkNATS(ctx, c, s, serverPub)
+		checkInfisical(ctx, c, s, *secretKey)
+		if *entityJWT != "" {
+			checkEntityJWT(c, s, *entityJWT)
 		}
 	}
-	if c.failed {
+	if c.failures > 0 {
+		fmt.Fprintf(e.stdout, "%d check(s) failed\n", c.failures)
 		return exitFailure
 	}
 	fmt.Fprintln(e.stdout, "all checks passed")
 	return exitOK
 }
 
+// checkSettings loads the settings as serve does and lists every problem; nil means nothing else can be checked.
+func checkSettings(c *checklist, e *env) *settings.Settings {
+	s, err := settings.Load(e)
+	if err != nil {
+		var serr *settings.Error
+		if !errors.As(err, &serr) {
+			c.fail(caseSetting, err.Error(), "fix the settings named above")
+			return nil
+		}
+		for _, p := range serr.Problems {
+			c.fail(caseSetting, p.Setting+": "+p.Message,
+				"set "+p.Setting+" as described (`infisical-secrets-provider settings` lists every setting and its default)")
+		}
+		return nil
+	}
+	if _, err := access.New(s.TrustedIssuers, s.AccessRules); err != nil {
+		// access.New's error starts with the setting's name.
+		c.fail(caseSetting, err.Error(), "fix TRUSTED_ISSUERS or ACCESS_RULES as described in the README's Security model")
+		return nil
+	}
+	c.ok("settings are valid (Infisical %s, project %s, environment %s)", s.Infisical.BaseURL, s.Infisical.ProjectID, s.Infisical.Environment)
+	return s
+}
+
+// checkKeys reports whom the backend trusts and its server xkey, returning the public xkey ("" when generated).
+func checkKeys(c *checklist, s *settings.Settings) string {
+	if len(s.TrustedIssuers) == 0 {
+		c.warn("TRUSTED_ISSUERS is not set: every get will be answered Unauthorized",
+			"set TRUSTED_ISSUERS to the account keys (A...) that sign your components and providers (wash inspect), or *")
+	} else {
+		c.ok("trusted issuers: %v", s.TrustedIssuers)
+	}
+	if s.ServerXKeySeed == "" {
+		c.warn("SERVER_XKEY_SEED is not set: a new key on every start breaks hosts that cached the old one",
+			"generate one with `infisical-secrets-provider xkey` and set SERVER_XKEY_SEED")
+		return ""
+	}
+	kp, err := nkeys.FromCurveSeed([]byte(s.ServerXKeySeed))
+	if err != nil {
+		// settings.Load checks the seed already; this only guards against the two disagreeing.
+		c.fail(caseSetting, "SERVER_XKEY_SEED is not a curve seed (SX...)", "generate one with `infisical-secrets-provider xkey`")
+		return ""
+	}
+	pub, _ := kp.PublicKey()
+	c.ok("server xkey %s", pub)
+	return pub
+}
+
 func checkNATS(ctx context.Context, c *checklist, s *settings.Settings, serverPub string) {
 	nc, err := nats.Connect(s.NATSURL, natsOptions(slog.New(slog.DiscardHandler), s)...)
 	if err != nil {
-		c.fail(fmt.Sprintf("NATS connection failed (%s): %v", s.NATSURL, err),
-			"verify a NATS server runs at NATS_URL and is reachable; check NATS_CREDS and NATS_TLS_CA")
+		c.fail(caseNATS, fmt.Sprintf("Failed to connect to NATS at %s: %v", redactURLs(s.NATSURL), err),
+			"verify a NATS server runs at NATS_URL and is reachable from here; check NATS_CREDS and NATS_TLS_CA")
 		return
 	}
 	defer nc.Close()
@@ -119,7 +158,7 @@ func checkNATS(ctx context.Context, c *checklist, s *settings.Settings, serverPu
 	case err != nil:
 		c.ok("no backend answers %s yet (fine before the first start)", subject)
 	case serverPub != "" && string(msg.Data) != serverPub:
-		c.fail(fmt.Sprintf("a backend already answers %s with xkey %s, not this SERVER_XKEY_SEED's %s", subject, msg.Data, serverPub),
+		c.fail(caseXKey, fmt.Sprintf("a backend already answers %s with xkey %s, not this SERVER_XKEY_SEED's %s", subject, msg.Data, serverPub),
 			"give every replica the same SERVER_XKEY_SEED, or use another BACKEND_NAME")
 	default:
 		c.ok("a backend answers %s with xkey %s", subject, msg.Data)
@@ -129,13 +168,15 @@ func checkNATS(ctx context.Context, c *checklist, s *settings.Settings, serverPu
 func checkInfisical(ctx context.Context, c *checklist, s *settings.Settings, key string) {
 	client, err := infisical.New(backend.InfisicalConfig(s.Infisical, s.UpstreamTimeout, slog.New(slog.DiscardHandler)))
 	if err != nil {
-		c.fail("Infisical client: "+err.Error(), "fix the Infisical settings named above")
+		c.fail(caseAuthentication, "cannot set up the Infisical client: "+err.Error(),
+			"fix the INFISICAL_* settings named above")
 		return
 	}
 	defer client.Close()
 	if err := client.Login(ctx); err != nil {
-		c.fail("Failed to authenticate with Infisical: "+err.Error(),
-			"verify INFISICAL_CLIENT_ID and INFISICAL_CLIENT_SECRET (or the settings of INFISICAL_AUTH_METHOD), INFISICAL_BASE_URL, and that the identity has access to the project")
+		c.fail(caseAuthentication, fmt.Sprintf("Failed to authenticate with Infisical at %s: %v", s.Infisical.BaseURL, err),
+			"verify INFISICAL_CLIENT_ID and INFISICAL_CLIENT_SECRET (or the settings of INFISICAL_AUTH_METHOD) and INFISICAL_BASE_URL, "+
+				"and that the identity has access to project INFISICAL_PROJECT_ID")
 		return
 	}
 	c.ok("logged in to Infisical at %s", s.Infisical.BaseURL)
@@ -144,17 +185,57 @@ func checkInfisical(ctx context.Context, c *checklist, s *settings.Settings, key
 	}
 	ref, err := backend.ResolveRef(s.Infisical, key)
 	if err != nil {
-		c.fail(fmt.Sprintf("secret key %q: %v", key, err), "use NAME, folder/NAME or /folder/NAME")
+		c.fail(caseNotFound, fmt.Sprintf("secret key %q: %v", key, err), "use NAME, folder/NAME or /folder/NAME")
 		return
 	}
+	full := path.Join(ref.Path, ref.Name)
 	sec, err := client.GetSecret(ctx, ref)
 	switch {
 	case errors.Is(err, infisical.ErrNotFound):
-		c.fail(fmt.Sprintf("Secret '%s' not found in project %s, environment %s, folder %s", ref.Name, ref.ProjectID, ref.Environment, ref.Path),
-			"verify the secret exists in that project, environment and folder, and check the spelling")
+		c.fail(caseNotFound, fmt.Sprintf("Secret '%s' not found in project %s, environment %s, folder %s", ref.Name, ref.ProjectID, ref.Environment, ref.Path),
+			"verify the secret exists in that project, environment (INFISICAL_ENVIRONMENT) and folder (INFISICAL_SECRET_PATH), and check the spelling")
 	case err != nil:
-		c.fail("reading the secret failed: "+err.Error(), "check that the identity may read this project and environment")
+		c.fail(caseInfisical, fmt.Sprintf("reading secret %s failed: %v", full, err),
+			"check that the identity may read this project and environment, and that Infisical is reachable")
 	default:
-		c.ok("read secret %s%s (version %d, %d bytes; value not shown)", ref.Path, "/"+ref.Name, sec.Version, len(sec.Value))
+		c.ok("read secret %s (version %d; value not shown)", full, sec.Version)
 	}
+}
+
+// checkEntityJWT verifies a component or provider JWT as the backend does, and whether its issuer is trusted.
+func checkEntityJWT(c *checklist, s *settings.Settings, tok string) {
+	claims, err := wascap.ParseEntity(tok, time.Now())
+	if err != nil {
+		c.fail(caseJWT, err.Error(),
+			"check the system clock, and that the component or provider is signed (wash build) and not expired (wash inspect shows its dates)")
+		return
+	}
+	c.ok("entity JWT valid: %s %q (subject %s, issuer %s)", claims.Kind, claims.Name, claims.Subject, claims.Issuer)
+	trust, err := access.New(s.TrustedIssuers, "")
+	if err != nil {
+		return // checkSettings reported it
+	}
+	if ok, reason := trust.Check(access.Subject{Issuer: claims.Issuer}); !ok {
+		c.fail(caseUnauthorized, reason, fmt.Sprintf("add %s to TRUSTED_ISSUERS if it may read secrets", claims.Issuer))
+	}
+}
+
+// redactURLs hides passwords and tokens in a comma-separated list of URLs before it is printed.
+func redactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, raw := range parts {
+		raw = strings.TrimSpace(raw)
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil && strings.Contains(raw, "@"):
+			parts[i] = "<URL with credentials>"
+		case err != nil || u.User == nil:
+			parts[i] = raw
+		default:
+			// A NATS URL's user part may be a token, so all of it goes, not only a password.
+			u.User = url.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -4,7 +4,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -99,6 +98,3 @@ func usage(w io.Writer) {
 	b.WriteString("\nEach command takes --help. Settings come from environment variables (see `settings`).\n")
 	io.WriteString(w, b.String())
 }
-
-// errUsage marks a command-line mistake: the command prints its usage and exits 2.
-var errUsage = errors.New("usage")

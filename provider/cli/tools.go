@@ -32,6 +32,10 @@ func runXKey(_ context.Context, e *env, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "xkey takes no arguments, got %q (to print a seed's public key: xkey --public SEED)\n", fs.Args())
+		return exitUsage
+	}
 	if *public != "" {
 		kp, err := nkeys.FromCurveSeed([]byte(strings.TrimSpace(*public)))
 		if err != nil {
@@ -106,12 +110,17 @@ func runGet(ctx context.Context, e *env, args []string) int {
 	if err := fs.Parse(rest); err != nil {
 		return flagExit(err)
 	}
-	if key == "" && fs.NArg() > 0 {
-		key = fs.Arg(0)
+	extra := fs.Args()
+	if key == "" && len(extra) > 0 {
+		key, extra = extra[0], extra[1:]
 	}
 	if key == "" {
 		fmt.Fprintln(e.stderr, "get needs a KEY")
 		fs.Usage()
+		return exitUsage
+	}
+	if len(extra) > 0 {
+		fmt.Fprintf(e.stderr, "get takes one KEY, got also %q (flags go before or after KEY)\n", extra)
 		return exitUsage
 	}
 	props := map[string]string{}
@@ -175,16 +184,20 @@ func runGet(ctx context.Context, e *env, args []string) int {
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "NATS connection failed (%s): %v\nfix: check that NATS runs at NATS_URL\n", url, err)
+		fmt.Fprintf(e.stderr, "NATS Connection Failed: Failed to connect to NATS at %s: %v\n"+
+			"fix: verify a NATS server runs at NATS_URL and is reachable from here; check NATS_CREDS and NATS_TLS_CA\n", redactURLs(url), err)
 		return exitFailure
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	client := secrets.NewClient(nc, setting(e, "NATS_SUBJECT_PREFIX"), setting(e, "BACKEND_NAME"))
+	prefix, backendName := setting(e, "NATS_SUBJECT_PREFIX"), setting(e, "BACKEND_NAME")
+	client := secrets.NewClient(nc, prefix, backendName)
 	if _, err := client.ServerXKey(ctx); err != nil {
-		fmt.Fprintf(e.stderr, "failed to fetch server xkey: %v\n(host wording: failed to create secrets client)\n"+
-			"fix: check that the backend runs and BACKEND_NAME / NATS_SUBJECT_PREFIX match it\n", err)
+		// err already reads "failed to fetch server xkey: ...", the host's own words.
+		fmt.Fprintf(e.stderr, "%v\nhost would say: failed to create secrets client (nothing answers %s.%s.%s.server_xkey)\n"+
+			"fix: start the backend on this NATS account, and make BACKEND_NAME and NATS_SUBJECT_PREFIX match the backend's and the policy's `backend`\n",
+			err, prefix, secrets.DefaultAPIVersion, backendName)
 		return exitFailure
 	}
 	sec, err := client.Get(ctx, req)
@@ -195,6 +208,9 @@ func runGet(ctx context.Context, e *env, args []string) int {
 				_ = json.NewEncoder(e.stdout).Encode(secrets.Response{Error: werr})
 			}
 			fmt.Fprintf(e.stderr, "error variant: %s\nhost would say: Unable to fetch requested secrets: server error: %s\n", werr.Kind, werr.Error())
+			if hint := variantHints[werr.Kind]; hint != "" {
+				fmt.Fprintf(e.stderr, "cause: %s\n", hint)
+			}
 			return exitFailure
 		}
 		fmt.Fprintf(e.stderr, "get failed: %v\n", err)
@@ -220,7 +236,7 @@ func runGet(ctx context.Context, e *env, args []string) int {
 		return exitFailure
 	}
 	if *out != "" {
-		if err := os.WriteFile(*out, value, 0o600); err != nil {
+		if err := writePrivate(*out, value); err != nil {
 			fmt.Fprintf(e.stderr, "write %s: %v\n", *out, err)
 			return exitFailure
 		}
@@ -243,15 +259,20 @@ func splitFirstArg(args []string) (string, []string) {
 	return "", args
 }
 
+// loadIssuer returns the account that signs the throwaway entity JWT: a new one, or the seed given inline or in a
+// file. Errors never quote the seed.
 func loadIssuer(v string) (nkeys.KeyPair, error) {
 	if v == "" {
 		return nkeys.CreateAccount()
 	}
 	seed := strings.TrimSpace(v)
-	if !strings.HasPrefix(seed, "SA") {
-		b, err := os.ReadFile(v)
-		if err != nil {
-			return nil, fmt.Errorf("neither an account seed nor a readable file: %w", err)
+	if _, err := nkeys.FromSeed([]byte(seed)); err != nil {
+		b, rerr := os.ReadFile(v)
+		if rerr != nil {
+			if strings.HasPrefix(seed, "S") {
+				return nil, fmt.Errorf("not an nkey seed: %w", err)
+			}
+			return nil, fmt.Errorf("neither an account seed (SA...) nor a readable file: %w", rerr)
 		}
 		seed = strings.TrimSpace(string(b))
 	}
@@ -263,4 +284,38 @@ func loadIssuer(v string) (nkeys.KeyPair, error) {
 		return nil, errors.New("not an account seed (SA...)")
 	}
 	return kp, nil
+}
+
+// variantHints name the usual cause of each error variant, as the README's troubleshooting table does.
+var variantHints = map[secrets.ErrorKind]string{
+	secrets.KindSecretNotFound:   "no such secret, folder, version or field in that project and environment (confirm with `check --secret KEY`)",
+	secrets.KindUnauthorized:     "the entity's issuer is not in TRUSTED_ISSUERS, or no ACCESS_RULES rule matches (the backend logs the reason at WARN; sign with --issuer-seed)",
+	secrets.KindInvalidEntityJWT: "the entity JWT is malformed, badly signed, expired or not yet valid (confirm with `check --entity-jwt JWT`; check the clock)",
+	secrets.KindInvalidHostJWT:   "the host JWT is malformed, badly signed, expired or not yet valid",
+	secrets.KindUpstreamError:    "Infisical failed or refused the backend and nothing usable was cached (confirm with `check`)",
+	secrets.KindPolicyError:      "a secret policy property has a bad value; the message names it",
+	secrets.KindInvalidRequest:   "the key is empty, the version is not a positive integer, or the operation is unknown",
+	secrets.KindDecryptionError:  "the backend could not open the request: hosts and replicas disagree on the server xkey (set one SERVER_XKEY_SEED everywhere)",
+	secrets.KindEncryptionError:  "the backend could not seal its reply to the request's xkey",
+	secrets.KindInvalidXKey:      "the request's WasmCloud-Host-Xkey header is not a curve public key",
+	secrets.KindInvalidPayload:   "the backend could not decode the request",
+	secrets.KindInvalidHeaders:   "the request lacks the WasmCloud-Host-Xkey header",
+}
+
+// writePrivate writes a secret value readable by its owner only, also when the file already exists.
+func writePrivate(name string, value []byte) (err error) {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("restrict permissions: %w", err)
+	}
+	_, err = f.Write(value)
+	return err
 }
