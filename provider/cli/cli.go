@@ -48,7 +48,10 @@ func commands() []command {
 		{"get", "fetch a secret through a running backend, as a wasmCloud host would", runGet},
 		{"xkey", "generate a server xkey seed, or print the public key of one", runXKey},
 		{"settings", "list every setting with its default", runSettings},
-		{"version", "print the version", func(_ context.Context, e *env, _ []string) int {
+		{"version", "print the version", func(_ context.Context, e *env, args []string) int {
+			if code, done := noArgs(e, "version", "Prints the version.", args); done {
+				return code
+			}
 			fmt.Fprintln(e.stdout, Version)
 			return exitOK
 		}},

@@ -234,7 +234,27 @@ func printSettings(w io.Writer) {
 	}
 }
 
-func runSettings(_ context.Context, e *env, _ []string) int {
+func runSettings(_ context.Context, e *env, args []string) int {
+	if code, done := noArgs(e, "settings", "Prints every setting with its default and meaning.", args); done {
+		return code
+	}
 	printSettings(e.stdout)
 	return exitOK
+}
+
+// noArgs handles --help and stray arguments for commands that take none; done reports that the caller should exit.
+func noArgs(e *env, name, summary string, args []string) (code int, done bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: infisical-secrets-provider %s\n\n%s\n", name, summary)
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err), true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "%s takes no arguments, got %q\n", name, fs.Args())
+		return exitUsage, true
+	}
+	return exitOK, false
 }
