@@ -249,7 +249,10 @@ func (c *Client) session(ctx context.Context, stale *session) (*session, error) 
 	if err := c.paused(); err != nil {
 		return nil, err
 	}
-	ch := c.flight.DoChan("login", func() (any, error) { return c.loginOnce() })
+	// The login's span joins the trace of the request that triggered it; requests that join a login in flight
+	// find their wait in their own spans.
+	parent := trace.SpanContextFromContext(ctx)
+	ch := c.flight.DoChan("login", func() (any, error) { return c.loginOnce(parent) })
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -276,10 +279,11 @@ func (c *Client) paused() error {
 }
 
 // loginOnce logs in on a fresh SDK client. It runs detached from the callers that wait for it (they may give up;
-// the login still completes for the next one), bounded by UpstreamTimeout and Close.
-func (c *Client) loginOnce() (*session, error) {
+// the login still completes for the next one), bounded by UpstreamTimeout and Close; only its span hangs under
+// parent, the triggering request's span (invalid for background refreshes, which start their own trace).
+func (c *Client) loginOnce(parent trace.SpanContext) (*session, error) {
 	method := c.cfg.Auth.method()
-	ctx, span := c.tracer.Start(c.ctx, "infisical.login", trace.WithSpanKind(trace.SpanKindClient),
+	ctx, span := c.tracer.Start(trace.ContextWithSpanContext(c.ctx, parent), "infisical.login", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("infisical.auth_method", method)))
 	defer span.End()
 
@@ -424,10 +428,19 @@ func (c *Client) read(ctx context.Context, s *session, opts sdk.RetrieveSecretOp
 		trace.WithAttributes(attribute.Int("infisical.attempt", attempt)))
 	defer span.End()
 
-	raw, err := call(c, ctx, func() (sdk.Secret, error) { return s.client.Secrets().Retrieve(opts) })
+	raw, callErr := call(c, ctx, func() (sdk.Secret, error) { return s.client.Secrets().Retrieve(opts) })
+	var err error
 	switch {
-	case err != nil:
-		err = classify(err, opRead)
+	case callErr != nil:
+		err = classify(callErr, opRead)
+		// classify keeps only ErrNotFound of a 404; the span still wants its status and request id.
+		var ae *sdk.APIError
+		if errors.As(callErr, &ae) {
+			span.SetAttributes(attribute.Int("http.response.status_code", ae.StatusCode))
+			if ae.ReqId != "" {
+				span.SetAttributes(attribute.String("infisical.request_id", ae.ReqId))
+			}
+		}
 	case raw.SecretKey == "":
 		// The SDK decodes nothing, without an error, when a 2xx answer is not JSON (e.g. a proxy's page).
 		err = &Error{Kind: KindUnavailable, Message: "Infisical answered without a secret (is INFISICAL_BASE_URL the Infisical site?)"}

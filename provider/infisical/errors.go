@@ -74,7 +74,7 @@ func (e *Error) Error() string {
 	case KindUnavailable:
 		b.WriteString("Infisical is unavailable")
 	case KindTLS:
-		b.WriteString("TLS connection to Infisical failed")
+		b.WriteString("certificate problem on the TLS connection to Infisical")
 	case KindBadRequest:
 		b.WriteString("Infisical rejected the request")
 	case KindTimeout:
@@ -100,7 +100,7 @@ func (e *Error) Error() string {
 		b.WriteString(" (" + strings.Join(details, ", ") + ")")
 	}
 	if e.Kind == KindTLS {
-		b.WriteString("; if Infisical uses a private CA, set INFISICAL_CA_CERT or INFISICAL_CA_CERT_PATH")
+		b.WriteString("; if Infisical uses a private CA, set INFISICAL_CA_CERT or INFISICAL_CA_CERT_PATH to its certificate")
 	}
 	return b.String()
 }

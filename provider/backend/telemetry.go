@@ -1,0 +1,78 @@
+package backend
+
+import (
+	"context"
+	"errors"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/access"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/cache"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/telemetry"
+)
+
+// Span and attribute names of the backend's steps. Attributes name keys, decisions and results, never values.
+const (
+	spanAccess = "backend.access"
+	spanCache  = "backend.cache"
+
+	attrDecision    = attribute.Key("decision")
+	attrCacheResult = attribute.Key("cache.result")
+
+	metricCacheResults = "secrets.cache.results"
+)
+
+// instruments are created once per Backend from the global providers, which forward to the real ones once
+// telemetry.Setup installs them.
+type instruments struct {
+	tracer       trace.Tracer
+	cacheResults metric.Int64Counter
+}
+
+func newInstruments() instruments {
+	counter, err := otel.Meter(telemetry.InstrumentationName).Int64Counter(metricCacheResults,
+		metric.WithDescription("Cache lookups by result: hit, miss, coalesced or stale"))
+	if err != nil {
+		// Only an invalid instrument name fails; a missing metric must not stop serving secrets.
+		counter, _ = noop.NewMeterProvider().Meter("").Int64Counter(metricCacheResults)
+	}
+	return instruments{tracer: otel.Tracer(telemetry.InstrumentationName), cacheResults: counter}
+}
+
+// checkAccess asks the policy inside its own span, so that a trace shows who was denied and why.
+func (b *Backend) checkAccess(ctx context.Context, policy *access.Policy, s access.Subject) (bool, string) {
+	_, span := b.tel.tracer.Start(ctx, spanAccess)
+	defer span.End()
+	ok, reason := policy.Check(s)
+	decision := "allowed"
+	if !ok {
+		decision = "denied"
+		span.SetAttributes(attribute.String("access.reason", reason))
+	}
+	span.SetAttributes(attrDecision.String(decision))
+	return ok, reason
+}
+
+// cached reads key through the cache inside its own span; the Infisical read that a miss starts is that span's child.
+// Each lookup also counts towards secrets.cache.results, whose only label is the result: keys would make the
+// metric's cardinality unbounded.
+func (b *Backend) cached(ctx context.Context, c *cache.Cache[cacheKey, infisical.Secret], key cacheKey,
+	fetch func(ctx context.Context) (infisical.Secret, error)) (infisical.Secret, cache.Result, error) {
+	ctx, span := b.tel.tracer.Start(ctx, spanCache)
+	defer span.End()
+	sec, result, err := c.Get(ctx, key, fetch)
+	if result != "" {
+		span.SetAttributes(attrCacheResult.String(string(result)))
+		b.tel.cacheResults.Add(ctx, 1, metric.WithAttributes(attribute.String("result", string(result))))
+	}
+	if err != nil && !errors.Is(err, infisical.ErrNotFound) {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return sec, result, err
+}
