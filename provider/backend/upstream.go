@@ -2,6 +2,7 @@ package backend
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -41,9 +42,15 @@ func Dial(upstreamTimeout time.Duration, log *slog.Logger) Dialer {
 	return func(s settings.Infisical) (Upstream, error) {
 		cfg := InfisicalConfig(s, upstreamTimeout, log)
 		if s.CACertPath != "" {
+			// Read at every dial, so a replaced CA file takes effect on the next reconfiguration or link.
 			pem, err := os.ReadFile(s.CACertPath)
 			if err != nil {
-				return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: %w", err)
+				return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: cannot read the CA certificate file (%w); "+
+					"set it to a readable PEM file, or put the PEM text in INFISICAL_CA_CERT", err)
+			}
+			if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: %s holds no PEM certificate; "+
+					"point it at the CA's certificate, a file starting with -----BEGIN CERTIFICATE-----", s.CACertPath)
 			}
 			cfg.CACert = string(pem)
 		}

@@ -1,0 +1,170 @@
+package backend
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
+)
+
+const (
+	testProject = "proj-1"
+	testClient  = "client-1"
+	testSecret  = "client-secret-1"
+)
+
+// providerDefaults are a provider's Infisical settings: Universal Auth against url.
+func providerDefaults(t *testing.T, url string) settings.Infisical {
+	t.Helper()
+	s, err := settings.Load(settings.Maps(map[string]string{
+		"INFISICAL_CLIENT_ID": testClient, "INFISICAL_PROJECT_ID": testProject, "INFISICAL_BASE_URL": url,
+	}, map[string]string{"INFISICAL_CLIENT_SECRET": testSecret}))
+	if err != nil {
+		t.Fatalf("provider settings: %v", err)
+	}
+	return s.Infisical
+}
+
+func writeTestFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// readAs dials s and reads DB_PASSWORD with it.
+func readAs(t *testing.T, s settings.Infisical) (string, error) {
+	t.Helper()
+	up, err := Dial(5*time.Second, slog.New(slog.DiscardHandler))(s)
+	if err != nil {
+		return "", err
+	}
+	t.Cleanup(func() { closeUpstream(up) })
+	ref, err := ResolveRef(s, "DB_PASSWORD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sec, err := up.GetSecret(ctx, ref)
+	return sec.Value, err
+}
+
+func TestTenantLogsInWithItsOwnMethod(t *testing.T) {
+	fake := fakeinfisical.New(t)
+	fake.AddIdentity(testClient, testSecret, testProject)
+	fake.AddIdentity("tenant-client", "tenant-secret", testProject)
+	fake.AddMethodIdentity(fakeinfisical.MethodJWT, "id-jwt", "signed-jwt", testProject)
+	fake.AddMethodIdentity(fakeinfisical.MethodKubernetes, "id-k8s", "sa-token", testProject)
+	fake.AddMethodIdentity(fakeinfisical.MethodOIDC, "id-oidc", "oidc-token", testProject)
+	fake.AddMethodIdentity(fakeinfisical.MethodJWT, "id-static", "", testProject)
+	fake.SetSecret(testProject, "prod", "/", "DB_PASSWORD", "pw")
+	defaults := providerDefaults(t, fake.URL)
+
+	tests := []struct {
+		name            string
+		config, secrets map[string]string
+		route           fakeinfisical.Route // the login route; "" = no login
+		identity        string
+		ownIdentity     bool
+	}{
+		{name: "provider's identity", config: map[string]string{"INFISICAL_ENVIRONMENT": "prod"},
+			route: fakeinfisical.RouteUniversalAuthLogin, identity: testClient},
+		{name: "own universal-auth client", config: map[string]string{"INFISICAL_CLIENT_ID": "tenant-client"},
+			secrets: map[string]string{"INFISICAL_CLIENT_SECRET": "tenant-secret"},
+			route:   fakeinfisical.RouteUniversalAuthLogin, identity: "tenant-client", ownIdentity: true},
+		{name: "jwt", config: map[string]string{"INFISICAL_AUTH_METHOD": "jwt", "INFISICAL_IDENTITY_ID": "id-jwt"},
+			secrets: map[string]string{"INFISICAL_JWT": "signed-jwt"},
+			route:   fakeinfisical.RouteJWTLogin, identity: "id-jwt", ownIdentity: true},
+		{name: "kubernetes", config: map[string]string{"INFISICAL_AUTH_METHOD": "kubernetes", "INFISICAL_IDENTITY_ID": "id-k8s",
+			"INFISICAL_KUBERNETES_TOKEN_PATH": writeTestFile(t, "k8s", "sa-token\n")},
+			route: fakeinfisical.RouteKubernetesLogin, identity: "id-k8s", ownIdentity: true},
+		{name: "oidc token file", config: map[string]string{"INFISICAL_AUTH_METHOD": "oidc", "INFISICAL_IDENTITY_ID": "id-oidc",
+			"INFISICAL_OIDC_TOKEN_PATH": writeTestFile(t, "oidc", "oidc-token")},
+			route: fakeinfisical.RouteOIDCLogin, identity: "id-oidc", ownIdentity: true},
+		{name: "static token", config: map[string]string{"INFISICAL_AUTH_METHOD": "token"},
+			secrets:  map[string]string{"INFISICAL_ACCESS_TOKEN": fake.IssueToken("id-static")},
+			identity: "id-static", ownIdentity: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tenant, err := settings.LoadTenant(settings.Maps(tt.config, tt.secrets), defaults)
+			if err != nil {
+				t.Fatalf("LoadTenant: %v", err)
+			}
+			if own := IdentityID(tenant.Infisical) != IdentityID(defaults); own != tt.ownIdentity {
+				t.Fatalf("tenant has its own identity id: %v; want %v", own, tt.ownIdentity)
+			}
+			logins, routeLogins := fake.Logins(), 0
+			if tt.route != "" {
+				routeLogins = fake.Count(tt.route)
+			}
+			got, err := readAs(t, tenant.Infisical)
+			if err != nil || got != "pw" {
+				t.Fatalf("read: %q, %v", got, err)
+			}
+			wantLogins := 0
+			if tt.route != "" {
+				wantLogins = 1
+				if n := fake.Count(tt.route) - routeLogins; n != 1 {
+					t.Fatalf("%d logins on %s; want 1", n, tt.route)
+				}
+			}
+			if n := fake.Logins() - logins; n != wantLogins {
+				t.Fatalf("%d logins; want %d", n, wantLogins)
+			}
+			reqs := fake.Requests()
+			if last := reqs[len(reqs)-1]; last.Identity != tt.identity {
+				t.Fatalf("the read came from %q; want %q", last.Identity, tt.identity)
+			}
+		})
+	}
+}
+
+func TestDialReadsTheCACertPath(t *testing.T) {
+	fake := fakeinfisical.NewTLS(t)
+	fake.AddIdentity(testClient, testSecret, testProject)
+	fake.SetSecret(testProject, "prod", "/", "DB_PASSWORD", "pw")
+	defaults := providerDefaults(t, fake.URL)
+
+	tests := []struct {
+		name    string
+		path    string
+		wantErr []string // "" = served
+	}{
+		{name: "CA file", path: writeTestFile(t, "ca.pem", fake.CACertPEM())},
+		{name: "missing file", path: filepath.Join(t.TempDir(), "missing.pem"),
+			wantErr: []string{"INFISICAL_CA_CERT_PATH", "cannot read", "missing.pem"}},
+		{name: "no PEM in the file", path: writeTestFile(t, "junk.pem", "junk"),
+			wantErr: []string{"INFISICAL_CA_CERT_PATH", "junk.pem holds no PEM certificate"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := defaults
+			s.CACertPath = tt.path
+			got, err := readAs(t, s)
+			if len(tt.wantErr) == 0 {
+				if err != nil || got != "pw" {
+					t.Fatalf("read: %q, %v", got, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("read succeeded (%q); want an error", got)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+}
