@@ -52,7 +52,7 @@ type ServerConfig struct {
 	Handler                     Handler
 	Logger                      *slog.Logger
 	Workers                     int           // default 32 concurrent handlers
-	QueueSize                   int           // requests waiting for a worker; default 16 per worker, excess is refused at once
+	QueueSize                   int           // requests waiting for a worker; default 16 per worker, beyond it deliveries wait
 	Budget                      time.Duration // default 8s: every reply leaves before it
 	Now                         func() time.Time
 }
@@ -82,12 +82,16 @@ type Server struct {
 	// that watches its context (for example to serve a stale cached value) still has time to be answered.
 	replyBy, handlerBy time.Duration
 
-	mu       sync.Mutex // guards sub, started, closed, and sends on queue
+	mu       sync.Mutex // guards sub, started and stopping
 	sub      *nats.Subscription
-	queue    chan *job
 	started  bool
 	stopping bool // Shutdown was called: Start must not subscribe any more
-	closed   bool // the queue is closed
+
+	// admit guards sends on queue against its closing: the delivery goroutine holds it shared while it waits for a
+	// worker, and stop holds it exclusively to close the queue.
+	admit  sync.RWMutex
+	queue  chan *job
+	closed bool // the queue is closed
 
 	workers  sync.WaitGroup
 	stopOnce sync.Once
@@ -221,7 +225,7 @@ func (s *Server) Start() error {
 	}
 	// The callback only enqueues, so the pending list stays short; generous limits keep bursts from being dropped
 	// as a slow consumer, which would leave hosts waiting for their timeout.
-	if err := sub.SetPendingLimits(64*1024, 256*1024*1024); err != nil {
+	if err := sub.SetPendingLimits(64*1024, 128*1024*1024); err != nil {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("secrets server: pending limits: %w", err)
 	}
@@ -267,10 +271,10 @@ func (s *Server) stop() {
 			}
 		}
 	}
-	s.mu.Lock()
+	s.admit.Lock()
 	s.closed = true
 	close(s.queue)
-	s.mu.Unlock()
+	s.admit.Unlock()
 	s.workers.Wait()
 	s.log.Info("secrets server stopped")
 }
@@ -333,6 +337,8 @@ type job struct {
 	span    trace.Span
 	timer   *time.Timer
 
+	answered chan struct{} // closed when the reply has gone out
+
 	mu        sync.Mutex // guards the fields below; the reply goes out exactly once
 	done      bool
 	outcome   string
@@ -348,6 +354,7 @@ func (j *job) reply(nc *nats.Conn, out *nats.Msg, outcome string, timedOut bool)
 		return false, nil
 	}
 	j.done, j.outcome, j.timedOut, j.repliedAt = true, outcome, timedOut, time.Now()
+	close(j.answered)
 	return true, nc.PublishMsg(out)
 }
 
@@ -358,27 +365,35 @@ func (j *job) state() (done bool, outcome string, repliedAt time.Time, timedOut 
 }
 
 func (s *Server) enqueue(msg *nats.Msg) {
-	j := &job{msg: msg, arrived: time.Now()}
+	j := &job{msg: msg, arrived: time.Now(), answered: make(chan struct{})}
 	j.ctx, j.span = s.tracer.Start(telemetry.Extract(context.Background(), msg.Header), "secrets get",
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(j.arrived),
 		trace.WithAttributes(attribute.String("secrets.backend", s.cfg.Backend)))
 	j.timer = time.AfterFunc(s.replyBy, func() { s.timeout(j) })
 
-	s.mu.Lock()
-	var refuse string
-	if s.closed {
-		refuse = "server is shutting down"
-	} else {
+	s.admit.RLock()
+	closed := s.closed
+	if !closed {
 		select {
 		case s.queue <- j:
 		default:
-			refuse = fmt.Sprintf("server busy: %d requests waiting", cap(s.queue))
+			// Every worker is busy and the queue is full: hold this delivery, so that later requests wait in the
+			// subscription's bounded pending list rather than in memory we would have to grow, until a worker takes
+			// this one or its reply timer has answered it.
+			select {
+			case s.queue <- j:
+			case <-j.answered:
+				s.admit.RUnlock()
+				s.finish(j, &reqInfo{}, result{queued: true, level: slog.LevelWarn})
+				return
+			}
 		}
 	}
-	s.mu.Unlock()
-	if refuse == "" {
+	s.admit.RUnlock()
+	if !closed {
 		return
 	}
+	const refuse = "server is shutting down"
 	j.timer.Stop()
 	e := NewError(KindUpstreamError, refuse)
 	if _, err := j.reply(s.nc, s.errorMsg(msg.Reply, e), string(e.Kind), false); err != nil {

@@ -118,19 +118,18 @@ func decodeRequest(body []byte) (*Request, *Error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, NewError(KindInvalidPayload, "")
 	}
-	// Pointers tell a missing field from an empty one, as the Rust backends' serde does.
-	var probe struct {
-		Key     *string          `json:"key"`
-		Context *json.RawMessage `json:"context"`
+	// Pointers tell a missing field from an empty one, as the Rust backends' serde does; one pass, since this runs
+	// for every request.
+	var wire struct {
+		Key     *string         `json:"key"`
+		Field   *string         `json:"field"`
+		Version *string         `json:"version"`
+		Context *RequestContext `json:"context"`
 	}
-	if err := json.Unmarshal(trimmed, &probe); err != nil || probe.Key == nil || probe.Context == nil ||
-		bytes.Equal(*probe.Context, []byte("null")) {
+	if err := json.Unmarshal(trimmed, &wire); err != nil || wire.Key == nil || wire.Context == nil {
 		return nil, NewError(KindInvalidPayload, "")
 	}
-	var req Request
-	if err := json.Unmarshal(trimmed, &req); err != nil {
-		return nil, NewError(KindInvalidPayload, "")
-	}
+	req := Request{Key: *wire.Key, Field: wire.Field, Version: wire.Version, Context: *wire.Context}
 	if req.Key == "" {
 		return nil, NewError(KindInvalidRequest, "")
 	}
