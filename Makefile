@@ -6,7 +6,7 @@ REVISION   ?= 0
 VENDOR     ?= infisical-secrets-provider
 NAME       ?= Infisical Secrets Provider
 LDFLAGS    := -s -w -X github.com/infisical-secrets-provider/infisical-secrets-provider/provider/cli.Version=$(VERSION)
-STATICCHECK_VERSION ?= 2026.2.2
+STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME   ?= 10s
 
 .PHONY: all build test lint demo par bench fuzz docs clean
