@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"sync"
 	"time"
 
@@ -42,7 +43,8 @@ type Config struct {
 type identity struct {
 	label    string // "default" or the tenant's application key
 	settings settings.Infisical
-	id       string // non-secret hash naming the credentials, part of every cache key
+	timeout  time.Duration // UPSTREAM_TIMEOUT its client was made with
+	id       string        // non-secret hash naming the credentials, part of every cache key
 	upstream Upstream
 }
 
@@ -55,9 +57,12 @@ type cacheKey struct {
 // Backend serves secrets.Handler.
 type Backend struct {
 	log  *slog.Logger
-	dial Dialer
+	dial Dialer // nil: real Infisical clients with the UPSTREAM_TIMEOUT in force
 	now  func() time.Time
 	tel  instruments
+
+	// changing serializes Reconfigure, SetTenant and RemoveTenant, which each read, dial and swap.
+	changing sync.Mutex
 
 	mu       sync.RWMutex
 	settings *settings.Settings
@@ -76,9 +81,6 @@ func New(cfg Config) (*Backend, error) {
 	if b.log == nil {
 		b.log = slog.Default()
 	}
-	if b.dial == nil {
-		b.dial = Dial(cfg.Settings.UpstreamTimeout, b.log)
-	}
 	if b.now == nil {
 		b.now = time.Now
 	}
@@ -90,6 +92,8 @@ func New(cfg Config) (*Backend, error) {
 
 // Reconfigure applies new settings to later requests. On error nothing changes.
 func (b *Backend) Reconfigure(s *settings.Settings) error {
+	b.changing.Lock()
+	defer b.changing.Unlock()
 	policy, err := access.New(s.TrustedIssuers, s.AccessRules)
 	if err != nil {
 		return fmt.Errorf("access settings: %w", err)
@@ -98,8 +102,8 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	old := b.defaults
 	b.mu.RUnlock()
 	def := old
-	if old == nil || old.settings != s.Infisical {
-		def, err = b.newIdentity("default", s.Infisical)
+	if old == nil || old.settings != s.Infisical || old.timeout != s.UpstreamTimeout {
+		def, err = b.newIdentity("default", s.Infisical, s.UpstreamTimeout)
 		if err != nil {
 			return err
 		}
@@ -112,7 +116,7 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	}
 	b.mu.Unlock()
 	if def != old && old != nil {
-		closeUpstream(old.upstream)
+		retire(old.upstream)
 	}
 	if policy.TrustsNobody() {
 		b.log.Error("no trusted issuers: every get is answered Unauthorized; set TRUSTED_ISSUERS to the account " +
@@ -127,7 +131,9 @@ func newCache(s *settings.Settings, now func() time.Time) *cache.Cache[cacheKey,
 		StaleIfError: s.StaleIfError,
 		FetchTimeout: fetchBudget(s.UpstreamTimeout),
 		Now:          now,
-		Final:        func(err error) bool { return errors.Is(err, infisical.ErrNotFound) },
+		// Not found, and credentials or permissions Infisical now refuses, must never be answered from cache:
+		// access that was revoked stays revoked.
+		Final: infisical.IsFinal,
 	})
 }
 
@@ -142,12 +148,24 @@ func fetchBudget(attempt time.Duration) time.Duration {
 // after another, so during an outage every secret would otherwise cost the whole fetch budget.
 const staleWait = 1500 * time.Millisecond
 
-func (b *Backend) newIdentity(label string, s settings.Infisical) (*identity, error) {
-	up, err := b.dial(s)
+func (b *Backend) newIdentity(label string, s settings.Infisical, timeout time.Duration) (*identity, error) {
+	dial := b.dial
+	if dial == nil {
+		dial = Dial(timeout, b.log)
+	}
+	up, err := dial(s)
 	if err != nil {
 		return nil, fmt.Errorf("infisical client for %s: %w", label, err)
 	}
-	return &identity{label: label, settings: s, id: IdentityID(s), upstream: up}, nil
+	return &identity{label: label, settings: s, timeout: timeout, id: IdentityID(s), upstream: up}, nil
+}
+
+// retireAfter outlasts any fetch still running on a replaced client (fetchBudget is at most 7 s).
+const retireAfter = 10 * time.Second
+
+// retire closes a replaced client once the fetches that may still use it are over.
+func retire(u Upstream) {
+	time.AfterFunc(retireAfter, func() { closeUpstream(u) })
 }
 
 // Settings returns the settings in force.
@@ -163,7 +181,9 @@ func (b *Backend) SetTenant(appKey string, s settings.Infisical) error {
 	if appKey == "" {
 		return errors.New("tenant needs an application name")
 	}
-	id, err := b.newIdentity("tenant "+appKey, s)
+	b.changing.Lock()
+	defer b.changing.Unlock()
+	id, err := b.newIdentity("tenant "+appKey, s, b.Settings().UpstreamTimeout)
 	if err != nil {
 		return err
 	}
@@ -173,7 +193,7 @@ func (b *Backend) SetTenant(appKey string, s settings.Infisical) error {
 	b.tenants[appKey] = id
 	b.mu.Unlock()
 	if old != nil {
-		closeUpstream(old.upstream)
+		retire(old.upstream)
 	}
 	b.log.Info("tenant set", "application", appKey, "project", s.ProjectID, "environment", s.Environment)
 	return nil
@@ -181,6 +201,8 @@ func (b *Backend) SetTenant(appKey string, s settings.Infisical) error {
 
 // RemoveTenant drops a tenant and its cached values; its application falls back to the provider's settings.
 func (b *Backend) RemoveTenant(appKey string) {
+	b.changing.Lock()
+	defer b.changing.Unlock()
 	b.mu.Lock()
 	old := b.tenants[appKey]
 	delete(b.tenants, appKey)
@@ -190,7 +212,7 @@ func (b *Backend) RemoveTenant(appKey string) {
 		return
 	}
 	c.DeleteFunc(func(k cacheKey) bool { return k.identity == old.id })
-	closeUpstream(old.upstream)
+	retire(old.upstream)
 	b.log.Info("tenant removed", "application", appKey)
 }
 
@@ -291,17 +313,13 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 	secrets.Annotate(ctx, slog.String("identity", id.label), slog.String("project", project),
 		slog.String("environment", environment), slog.String("path", fullKey))
 
-	ok, reason := b.checkAccess(ctx, policy, access.Subject{
+	subject := access.Subject{
 		Issuer: v.Entity.Issuer, Subject: v.Entity.Subject, Name: v.Entity.Name, Application: v.Application,
 		Project: project, Environment: environment, Key: fullKey,
-	})
-	if !ok {
-		secrets.Annotate(ctx, slog.String("decision", "denied"))
-		b.log.Warn("access denied", "entity", v.Entity.Subject, "entity_name", v.Entity.Name, "issuer", v.Entity.Issuer,
-			"application", v.Application, "key", fullKey, "reason", reason)
-		return nil, secrets.NewError(secrets.KindUnauthorized, "")
 	}
-	secrets.Annotate(ctx, slog.String("decision", "allowed"))
+	if err := b.authorize(ctx, policy, subject, v); err != nil {
+		return nil, err
+	}
 
 	key := cacheKey{identity: id.id, project: project, environment: environment, folder: folder, name: name,
 		version: version, expand: opts.expandReferences, imports: opts.includeImports}
@@ -331,6 +349,14 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 		b.log.Warn("Infisical failing: serving a stale value", "key", fullKey, "identity", id.label,
 			"stale_for", age.Round(time.Second).String())
 	}
+	// With include_imports Infisical may answer with a secret from an imported folder or environment: the rules
+	// must allow where the value really comes from, not only the path that was asked for.
+	if actual, moved := importedFrom(subject, sec); moved {
+		secrets.Annotate(ctx, slog.String("imported_from", actual.Environment+":"+actual.Key))
+		if err := b.authorize(ctx, policy, actual, v); err != nil {
+			return nil, err
+		}
+	}
 
 	value := sec.Value
 	if req.Field != nil && *req.Field != "" {
@@ -341,6 +367,35 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 		}
 	}
 	return buildSecret(value, sec.Version, opts.base64)
+}
+
+// authorize asks the access policy and logs a denial; the error is the wire error to send.
+func (b *Backend) authorize(ctx context.Context, policy *access.Policy, s access.Subject, v *secrets.Verified) error {
+	ok, reason := b.checkAccess(ctx, policy, s)
+	if !ok {
+		secrets.Annotate(ctx, slog.String("decision", "denied"))
+		b.log.Warn("access denied", "entity", v.Entity.Subject, "entity_name", v.Entity.Name, "issuer", v.Entity.Issuer,
+			"application", v.Application, "environment", s.Environment, "key", s.Key, "reason", reason)
+		return secrets.NewError(secrets.KindUnauthorized, "")
+	}
+	secrets.Annotate(ctx, slog.String("decision", "allowed"))
+	return nil
+}
+
+// importedFrom reports the subject as it really is when Infisical answered from another folder or environment.
+func importedFrom(asked access.Subject, sec infisical.Secret) (access.Subject, bool) {
+	actual := asked
+	if sec.Environment != "" {
+		actual.Environment = sec.Environment
+	}
+	if sec.Path != "" {
+		name := sec.Name
+		if name == "" {
+			_, name = path.Split(asked.Key)
+		}
+		actual.Key = joinKey(path.Clean("/"+sec.Path), name)
+	}
+	return actual, actual != asked
 }
 
 // upstreamFailure maps an error from the cache or Infisical to the one wire error the host sees.

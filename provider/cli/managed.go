@@ -20,6 +20,9 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wasmbus"
 )
 
+// serverShutdownShare is the part of the host's 300 ms shutdown grace that in-flight requests may use.
+const serverShutdownShare = 150 * time.Millisecond
+
 // hostDataTimeout is how long the host may take to write HostData; it writes it right after spawning us.
 const hostDataTimeout = 5 * time.Second
 
@@ -65,7 +68,7 @@ func runManaged(ctx context.Context, e *env) int {
 	slog.SetDefault(log) // wasmbus.NATSOptions logs connection events through the default logger
 	lattice, err := nats.Connect(hd.LatticeRPCURL, wasmbus.NATSOptions(hd)...)
 	if err != nil {
-		log.Error("NATS connection to the lattice failed", "url", hd.LatticeRPCURL, "error", err)
+		log.Error("NATS connection to the lattice failed", "url", redactURLs(hd.LatticeRPCURL), "error", err)
 		return exitFailure
 	}
 	defer lattice.Close()
@@ -76,7 +79,7 @@ func runManaged(ctx context.Context, e *env) int {
 	if url, ok := src.Lookup("NATS_URL"); ok && url != "" && url != hd.LatticeRPCURL {
 		secretsConn, err = nats.Connect(url, natsOptions(log, s)...)
 		if err != nil {
-			log.Error("NATS connection for secrets requests failed (NATS_URL in the provider config)", "url", url, "error", err)
+			log.Error("NATS connection for secrets requests failed (NATS_URL in the provider config)", "url", redactURLs(url), "error", err)
 			return exitFailure
 		}
 		defer secretsConn.Close()
@@ -132,8 +135,16 @@ type managed struct {
 
 	mu      sync.Mutex
 	current *settings.Settings
-	tenants map[string]string // link id -> tenant application key
+	links   map[string]*tenantLink // link id -> the tenant it brought
 	once    sync.Once
+}
+
+// tenantLink is one link's contribution to a tenant. Several links may name one application (one per component of
+// an app): the tenant lives while any of them does.
+type tenantLink struct {
+	link     wasmbus.Link
+	key      string
+	settings settings.Infisical
 }
 
 func hostSecrets(in map[string]wasmbus.SecretValue) map[string]string {
@@ -166,38 +177,75 @@ func (m *managed) linkPut(_ context.Context, l wasmbus.Link) error {
 		m.log.Debug("ignoring a link where this provider is the source", "target", l.Target)
 		return nil
 	}
-	secretsText := make(map[string]string, len(l.Secrets))
-	for k, v := range l.Secrets {
-		secretsText[k] = v.Text()
-	}
-	tenant, err := settings.LoadTenant(settings.Maps(l.Config, secretsText), m.settings().Infisical)
+	tl, err := m.loadTenant(l, m.settings().Infisical)
 	if err != nil {
 		m.log.Error("tenant link rejected: fix its target config or secrets", "source", l.SourceID, "error", err)
 		return err
 	}
-	key := tenantKey(l, tenant.Application)
-	if err := m.rt.backend.SetTenant(key, tenant.Infisical); err != nil {
+	if err := m.rt.backend.SetTenant(tl.key, tl.settings); err != nil {
 		m.log.Error("tenant link rejected", "source", l.SourceID, "error", err)
 		return err
 	}
 	m.mu.Lock()
-	if m.tenants == nil {
-		m.tenants = map[string]string{}
+	if m.links == nil {
+		m.links = map[string]*tenantLink{}
 	}
-	m.tenants[linkID(l)] = key
+	prev := m.links[linkID(l)]
+	m.links[linkID(l)] = tl
+	for id, other := range m.links {
+		if id != linkID(l) && other.key == tl.key && other.settings != tl.settings {
+			m.log.Warn("two links bring different Infisical settings for one application; the latest wins",
+				"application", tl.key, "link", l.SourceID, "other", other.link.SourceID)
+		}
+	}
 	m.mu.Unlock()
+	if prev != nil && prev.key != tl.key {
+		m.release(prev.key)
+	}
 	return nil
+}
+
+func (m *managed) loadTenant(l wasmbus.Link, defaults settings.Infisical) (*tenantLink, error) {
+	secretsText := make(map[string]string, len(l.Secrets))
+	for k, v := range l.Secrets {
+		secretsText[k] = v.Text()
+	}
+	tenant, err := settings.LoadTenant(settings.Maps(l.Config, secretsText), defaults)
+	if err != nil {
+		return nil, err
+	}
+	return &tenantLink{link: l, key: tenantKey(l, tenant.Application), settings: tenant.Infisical}, nil
 }
 
 func (m *managed) linkDel(_ context.Context, l wasmbus.Link) error {
 	m.mu.Lock()
-	key, ok := m.tenants[linkID(l)]
-	delete(m.tenants, linkID(l))
+	tl, ok := m.links[linkID(l)]
+	delete(m.links, linkID(l))
 	m.mu.Unlock()
 	if ok {
-		m.rt.backend.RemoveTenant(key)
+		m.release(tl.key)
 	}
 	return nil
+}
+
+// release removes the tenant for key unless another link still brings it, in which case that link's settings
+// apply again.
+func (m *managed) release(key string) {
+	m.mu.Lock()
+	var remaining *tenantLink
+	for _, other := range m.links {
+		if other.key == key {
+			remaining = other
+		}
+	}
+	m.mu.Unlock()
+	if remaining == nil {
+		m.rt.backend.RemoveTenant(key)
+		return
+	}
+	if err := m.rt.backend.SetTenant(key, remaining.settings); err != nil {
+		m.log.Error("cannot restore the tenant of a remaining link", "application", key, "error", err)
+	}
 }
 
 func (m *managed) settings() *settings.Settings {
@@ -216,15 +264,65 @@ func (m *managed) configUpdate(_ context.Context, cfg map[string]string) error {
 		m.log.Error("config update rejected, keeping the previous settings", "error", err)
 		return err
 	}
+	prev := m.settings()
 	if err := m.rt.backend.Reconfigure(s); err != nil {
 		m.log.Error("config update rejected, keeping the previous settings", "error", err)
 		return err
 	}
 	m.mu.Lock()
 	m.current = s
+	links := make([]*tenantLink, 0, len(m.links))
+	for _, tl := range m.links {
+		links = append(links, tl)
+	}
 	m.mu.Unlock()
 	m.log.Info("config updated", "project", s.Infisical.ProjectID, "environment", s.Infisical.Environment)
+	if changed := needsRestart(prev, s); len(changed) > 0 {
+		m.log.Warn("these settings changed but take effect only when the provider restarts", "settings", changed)
+	}
+	// Tenants inherit what their links leave unset from the provider's settings: rebuild them.
+	for _, tl := range links {
+		fresh, err := m.loadTenant(tl.link, s.Infisical)
+		if err != nil {
+			m.log.Error("a tenant link no longer loads with the new provider settings; it keeps its previous ones",
+				"source", tl.link.SourceID, "error", err)
+			continue
+		}
+		if fresh.settings == tl.settings {
+			continue
+		}
+		if err := m.rt.backend.SetTenant(fresh.key, fresh.settings); err != nil {
+			m.log.Error("cannot update a tenant", "application", fresh.key, "error", err)
+			continue
+		}
+		m.mu.Lock()
+		if m.links[linkID(tl.link)] == tl {
+			m.links[linkID(tl.link)] = fresh
+		}
+		m.mu.Unlock()
+	}
 	return nil
+}
+
+// needsRestart names the settings that a config update cannot apply to a running provider: its connections,
+// subscriptions and logger are made once.
+func needsRestart(prev, next *settings.Settings) []string {
+	var names []string
+	check := func(name string, changed bool) {
+		if changed {
+			names = append(names, name)
+		}
+	}
+	check("NATS_URL", prev.NATSURL != next.NATSURL)
+	check("NATS_CREDS", prev.NATSCreds != next.NATSCreds)
+	check("NATS_TLS_CA", prev.NATSTLSCA != next.NATSTLSCA)
+	check("NATS_SUBJECT_PREFIX", prev.SubjectPrefix != next.SubjectPrefix)
+	check("BACKEND_NAME", prev.BackendName != next.BackendName)
+	check("API_VERSION", prev.APIVersion != next.APIVersion)
+	check("SERVER_XKEY_SEED", prev.ServerXKeySeed != next.ServerXKeySeed)
+	check("LOG_LEVEL", prev.LogLevel != next.LogLevel)
+	check("LOG_FORMAT", prev.LogFormat != next.LogFormat)
+	return names
 }
 
 func (m *managed) health(ctx context.Context) (bool, string) {
@@ -238,7 +336,11 @@ func (m *managed) health(ctx context.Context) (bool, string) {
 func (m *managed) shutdown(ctx context.Context) error {
 	var err error
 	m.once.Do(func() {
-		m.rt.shutdown(ctx)
+		// In-flight requests get most of the host's grace, but not all: telemetry must still be flushed, and the
+		// server answers whatever is left unfinished when its share runs out.
+		sctx, cancel := context.WithTimeout(ctx, serverShutdownShare)
+		m.rt.shutdown(sctx)
+		cancel()
 		if m.tel != nil {
 			if ferr := m.tel.Shutdown(ctx); ferr != nil {
 				err = errors.Join(err, fmt.Errorf("flush telemetry: %w", ferr))

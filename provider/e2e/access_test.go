@@ -228,3 +228,21 @@ func TestFieldVersionAndBinary(t *testing.T) {
 		}
 	})
 }
+
+// A value Infisical finds through a folder import must pass the rules for the folder it really lives in.
+func TestImportedSecretsAreCheckedWhereTheyLive(t *testing.T) {
+	h := newHarness(t)
+	h.fake.SetSecret(project, "prod", "/other", "ONLY_OTHER", "other-only")
+	h.fake.AddImport(project, "prod", "/shop", "prod", "/other")
+	h.env["ACCESS_RULES"] = `[{"application":"shop","key":"/shop/*"},{"application":"ops"}]`
+	h.start()
+	imports := map[string]string{"include_imports": "true"}
+	if got := h.mustString(hostsim.Ref{Key: "/shop/ONLY_OTHER", Application: "ops", Properties: imports}); got != "other-only" {
+		t.Fatalf("ops through the import = %q", got)
+	}
+	_, err := h.fetch(hostsim.Ref{Key: "/shop/ONLY_OTHER", Application: "shop", Properties: imports})
+	wantKind(t, err, secrets.KindUnauthorized)
+	if !strings.Contains(h.logs.String(), "imported_from") {
+		t.Fatalf("the import was not noted in the logs:\n%s", h.logs.String())
+	}
+}

@@ -323,3 +323,51 @@ func TestManagedHealthIsUnhealthyWhenInfisicalLoginFails(t *testing.T) {
 		t.Fatalf("no start-up error about the login:\n%s", m.proc.Output())
 	}
 }
+
+// Two components of one application each link to the provider: deleting one link must not drop the tenant that the
+// other still brings.
+func TestManagedTenantOutlivesOneOfItsLinks(t *testing.T) {
+	m := startManaged(t, nil)
+	m.fake.AddIdentity("shop-client", "shop-secret", "shop-project")
+	m.fake.SetSecret("shop-project", "prod", "/", "DB_PASSWORD", "shop-password")
+	link := func(source string, withSecrets bool) map[string]any {
+		l := map[string]any{
+			"source_id": source, "target": providerKey, "name": "default",
+			"wit_namespace": "infisical", "wit_package": "secrets-provider", "interfaces": []string{"tenant"},
+			"source_config": map[string]string{}, "target_config": map[string]string{}, "source_secrets": nil, "target_secrets": nil,
+		}
+		if withSecrets {
+			sealed, err := hostsim.SealLinkSecrets(m.hostXKey, m.hd.ProviderXKeyPublic(), map[string]any{
+				"INFISICAL_CLIENT_ID":     hostsim.StringSecret("shop-client"),
+				"INFISICAL_CLIENT_SECRET": hostsim.StringSecret("shop-secret"),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l["target_config"] = map[string]string{"INFISICAL_PROJECT_ID": "shop-project"}
+			l["target_secrets"] = sealed
+		}
+		return l
+	}
+	put := "wasmbus.rpc.default." + m.hd.ProviderXKeyPublic() + ".linkdefs.put"
+	m.publish(t, put, link("shop-api", true))
+	m.publish(t, put, link("shop-web", true))
+	shop := hostsim.Ref{Key: "DB_PASSWORD", Application: "shop"}
+	waitFor(t, "the tenant to serve shop", func() bool {
+		s, err := m.fetch(shop)
+		return err == nil && *s.StringSecret == "shop-password"
+	})
+	m.publish(t, m.subject("linkdefs.del"), link("shop-api", false))
+	// Link messages are fire-and-forget: give the provider time to handle the delete before checking that nothing
+	// changed (a wrong removal would show as the provider's value below).
+	waitFor(t, "the delete to be logged", func() bool { return strings.Contains(m.proc.Output(), "shop-api") })
+	time.Sleep(200 * time.Millisecond)
+	if got := m.mustString(shop); got != "shop-password" {
+		t.Fatalf("after deleting one of two links, shop reads %q; want its tenant's value", got)
+	}
+	m.publish(t, m.subject("linkdefs.del"), link("shop-web", false))
+	waitFor(t, "shop to fall back once its last link is gone", func() bool {
+		s, err := m.fetch(shop)
+		return err == nil && *s.StringSecret == "v2-password"
+	})
+}

@@ -96,6 +96,10 @@ type Server struct {
 	workers  sync.WaitGroup
 	stopOnce sync.Once
 	stopped  chan struct{}
+
+	// pending holds every get not yet finished, so that a shutdown that cannot wait for them still answers them.
+	pendingMu sync.Mutex
+	pending   map[*job]struct{}
 }
 
 // NewServer checks cfg and fills in defaults. Call Start to subscribe.
@@ -180,6 +184,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		handlerBy: cfg.Budget - 2*margin,
 		queue:     make(chan *job, cfg.QueueSize),
 		stopped:   make(chan struct{}),
+		pending:   map[*job]struct{}{},
 	}, nil
 }
 
@@ -239,15 +244,49 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Shutdown stops taking requests (draining the subscription so queued messages still get answered), waits for the
-// in-flight ones, and returns early with ctx's error if ctx ends first. It is safe to call more than once.
+// Shutdown stops taking requests (draining the subscription so queued messages still get answered) and waits for the
+// in-flight ones. If ctx ends first, every request still unanswered gets an UpstreamError at once, since the process
+// is about to go and a host would otherwise wait out its 10 s; then it returns ctx's error. It is safe to call more
+// than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { go s.stop() })
 	select {
 	case <-s.stopped:
 		return nil
 	case <-ctx.Done():
+		s.answerPending("the secrets backend is shutting down")
 		return fmt.Errorf("secrets server shutdown: %w", ctx.Err())
+	}
+}
+
+func (s *Server) track(j *job) {
+	s.pendingMu.Lock()
+	s.pending[j] = struct{}{}
+	s.pendingMu.Unlock()
+}
+
+func (s *Server) untrack(j *job) {
+	s.pendingMu.Lock()
+	delete(s.pending, j)
+	s.pendingMu.Unlock()
+}
+
+func (s *Server) answerPending(why string) {
+	s.pendingMu.Lock()
+	jobs := make([]*job, 0, len(s.pending))
+	for j := range s.pending {
+		jobs = append(jobs, j)
+	}
+	s.pendingMu.Unlock()
+	e := NewError(KindUpstreamError, why)
+	for _, j := range jobs {
+		if sent, err := j.reply(s.nc, s.errorMsg(j.msg.Reply, e), string(e.Kind), false); sent && err != nil {
+			s.log.Warn("secrets: cannot send a reply", "error", err)
+		}
+	}
+	if len(jobs) > 0 {
+		s.log.Warn("secrets: answered requests still in flight at shutdown", "count", len(jobs))
+		_ = s.nc.FlushTimeout(100 * time.Millisecond)
 	}
 }
 
@@ -366,6 +405,7 @@ func (j *job) state() (done bool, outcome string, repliedAt time.Time, timedOut 
 
 func (s *Server) enqueue(msg *nats.Msg) {
 	j := &job{msg: msg, arrived: time.Now(), answered: make(chan struct{})}
+	s.track(j)
 	j.ctx, j.span = s.tracer.Start(telemetry.Extract(context.Background(), msg.Header), "secrets get",
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(j.arrived),
 		trace.WithAttributes(attribute.String("secrets.backend", s.cfg.Backend)))
@@ -590,6 +630,7 @@ func (s *Server) publishError(reply string, e *Error) error {
 // finish writes the request's log line, completes its span and records metrics. It reports what was actually sent,
 // which differs from res when the timeout reply won.
 func (s *Server) finish(j *job, info *reqInfo, res result) {
+	s.untrack(j)
 	_, outcome, repliedAt, timedOut := j.state()
 	if repliedAt.IsZero() {
 		repliedAt = time.Now()

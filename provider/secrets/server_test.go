@@ -379,7 +379,9 @@ func TestConcurrentGets(t *testing.T) {
 	}
 }
 
-func TestShutdownWaitsForInFlight(t *testing.T) {
+// A shutdown whose context ends before an in-flight request finishes answers that request at once (the process is
+// about to exit, and the host would otherwise wait out its timeout), and ignores the handler's late result.
+func TestShutdownAnswersInFlightWhenItCannotWait(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	h := HandlerFunc(func(ctx context.Context, v *Verified) (*Secret, error) {
 		close(entered)
@@ -403,13 +405,14 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 	if err := f.srv.Shutdown(short); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("shutdown with a request in flight returned %v, want deadline exceeded", err)
 	}
+	r := <-got // answered before the handler returns
+	var werr *Error
+	if !errors.As(r.err, &werr) || werr.Kind != KindUpstreamError || !strings.Contains(werr.Message, "shutting down") {
+		t.Fatalf("in-flight request: %v, %v; want UpstreamError saying the backend is shutting down", r.sec, r.err)
+	}
 	close(release)
 	if err := f.srv.Shutdown(testCtx(t)); err != nil {
 		t.Fatalf("shutdown: %v", err)
-	}
-	r := <-got
-	if r.err != nil || *r.sec.StringSecret != "done" {
-		t.Fatalf("in-flight request: %v, %v", r.sec, r.err)
 	}
 	// No new work after shutdown: nobody answers any more.
 	ctx, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
@@ -472,5 +475,29 @@ func TestNewServerValidates(t *testing.T) {
 	}
 	if srv.cfg.QueueGroup != "wasmcloud.secrets.b" || srv.Subject() != "wasmcloud.secrets.v1alpha1.b.>" || srv.cfg.Workers != DefaultWorkers {
 		t.Errorf("defaults: %+v", srv.cfg)
+	}
+}
+
+func TestShutdownWaitsForInFlight(t *testing.T) {
+	entered := make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, v *Verified) (*Secret, error) {
+		close(entered)
+		time.Sleep(100 * time.Millisecond)
+		return &Secret{Version: "1", StringSecret: strp("done")}, nil
+	})
+	f := newFixture(t, h)
+	got := make(chan error, 1)
+	var sec *Secret
+	go func() {
+		var err error
+		sec, err = f.client().Get(testCtx(t), f.id.request("db", ""))
+		got <- err
+	}()
+	<-entered
+	if err := f.srv.Shutdown(testCtx(t)); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if err := <-got; err != nil || sec == nil || *sec.StringSecret != "done" {
+		t.Fatalf("in-flight request: %v, %v; want it served", sec, err)
 	}
 }

@@ -268,7 +268,7 @@ func checkNATSURL(v string) (string, error) {
 	for raw := range strings.SplitSeq(v, ",") {
 		raw = strings.TrimSpace(raw)
 		if raw == "" {
-			return "", fmt.Errorf("%q has an empty entry; list URLs separated by commas, such as nats://n1:4222,nats://n2:4222", v)
+			return "", errors.New("has an empty entry; list URLs separated by commas, such as nats://n1:4222,nats://n2:4222")
 		}
 		if !strings.Contains(raw, "://") {
 			continue // nats.go reads host:port as nats://host:port
@@ -339,7 +339,8 @@ func setTrustedIssuers(s *Settings, v string) error {
 		case iss == "":
 			continue
 		case iss == "*":
-		case nkeys.Prefix(iss) == nkeys.PrefixByteSeed:
+		case strings.HasPrefix(iss, "S"):
+			// Whatever follows is probably a seed, valid or mistyped: never echo it.
 			return errors.New("an entry is a secret seed (S...), not a public key; remove it at once and rotate that key, then list account public keys (A...)")
 		case !nkeys.IsValidPublicAccountKey(iss):
 			return fmt.Errorf("%q is not an account public key (A...); list the keys that sign your components and providers (wash inspect shows them), or * to trust any issuer", iss)
