@@ -17,7 +17,9 @@ package cache
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,8 +154,18 @@ func (c *Cache[K, V]) finish(key K, o outcome[K, V], err error, res Result) (V, 
 	return zero, res, err
 }
 
+// ErrFetchPanicked is wrapped by the error Get returns when the fetch panicked.
+var ErrFetchPanicked = errors.New("the fetch panicked")
+
 // fill runs one fetch for key and stores its result. It runs once per flight, on the goroutine singleflight starts.
-func (c *Cache[K, V]) fill(ctx context.Context, key K, fetch func(ctx context.Context) (V, error)) (outcome[K, V], error) {
+func (c *Cache[K, V]) fill(ctx context.Context, key K, fetch func(ctx context.Context) (V, error)) (o outcome[K, V], err error) {
+	// singleflight re-raises a panic on a goroutine of its own, where no caller could recover it: one bad fetch
+	// would end the process. It becomes this flight's error instead (not final: a stale value may still serve).
+	defer func() {
+		if p := recover(); p != nil {
+			o, err = outcome[K, V]{key: key}, fmt.Errorf("%w: %s", ErrFetchPanicked, panicText(p))
+		}
+	}()
 	// A fetch that finished between our cache check and joining the flight has already stored a fresh value.
 	if v, ok := c.fresh(key); ok {
 		return outcome[K, V]{key: key, value: v, cached: true}, nil
@@ -173,6 +185,15 @@ func (c *Cache[K, V]) fill(ctx context.Context, key K, fetch func(ctx context.Co
 	}
 	c.store(key, v)
 	return outcome[K, V]{key: key, value: v}, nil
+}
+
+// panicText describes a panic without its value, which may hold anything (a token, a secret value): a runtime
+// error's own text (nil dereference, index out of range), else only the value's type.
+func panicText(p any) string {
+	if re, ok := p.(runtime.Error); ok {
+		return re.Error()
+	}
+	return fmt.Sprintf("a value of type %T", p)
 }
 
 // flightKey names key for singleflight, which wants strings. The dynamic type is part of the name so that equal

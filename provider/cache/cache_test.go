@@ -491,3 +491,57 @@ func BenchmarkGetHit(b *testing.B) {
 		}
 	})
 }
+
+// secretPanic is a panic value whose text must never reach an error.
+type secretPanic struct{ value string }
+
+func TestFetchPanicBecomesAnError(t *testing.T) {
+	const ttl, window = 30 * time.Second, time.Minute
+	tests := []struct {
+		name      string
+		panicWith func()
+		cached    bool // a value is cached (and expired) before the panicking fetch
+		want      string
+		result    Result
+		wantText  string // in the error
+	}{
+		{name: "string value", panicWith: func() { panic("s3cr3t-token") }, result: Miss, wantText: "a value of type string"},
+		{name: "struct value", panicWith: func() { panic(secretPanic{value: "s3cr3t-token"}) }, result: Miss, wantText: "cache.secretPanic"},
+		{name: "runtime error", panicWith: func() {
+			var m map[string]*secretPanic
+			_ = m["s3cr3t-token"].value
+		}, result: Miss, wantText: "nil pointer dereference"},
+		{name: "stale value served", panicWith: func() { panic("s3cr3t-token") }, cached: true, want: "v#1", result: Stale},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, clk := newCache(t, Options{TTL: ttl, StaleIfError: window})
+			if tt.cached {
+				f := &counter{value: "v"}
+				if _, _, err := c.Get(context.Background(), "k", f.fetch); err != nil {
+					t.Fatal(err)
+				}
+				clk.Advance(ttl)
+			}
+			got, res, err := c.Get(context.Background(), "k", func(context.Context) (string, error) {
+				tt.panicWith()
+				return "unreachable", nil
+			})
+			if got != tt.want || res != tt.result {
+				t.Fatalf("got (%q, %s), want (%q, %s)", got, res, tt.want, tt.result)
+			}
+			if tt.wantText == "" {
+				if err != nil {
+					t.Fatalf("err = %v, want the stale value", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrFetchPanicked) || !strings.Contains(err.Error(), tt.wantText) {
+				t.Fatalf("err = %v, want %v saying %q", err, ErrFetchPanicked, tt.wantText)
+			}
+			if strings.Contains(err.Error(), "s3cr3t") {
+				t.Fatalf("err = %v: the panic value leaked", err)
+			}
+		})
+	}
+}

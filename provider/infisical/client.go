@@ -17,6 +17,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,17 +41,24 @@ import (
 const (
 	DefaultBaseURL         = "https://app.infisical.com"
 	DefaultUpstreamTimeout = 10 * time.Second
-	DefaultMaxInFlight     = 32
+	DefaultMaxInFlight     = 64
 	DefaultLockoutBackoff  = 5 * time.Minute // Infisical's default Universal Auth lockout duration
+	// DefaultAuthBackoff is the first pause after Infisical rejects the credentials. Universal Auth locks an
+	// identity out (for 5 minutes, on every replica using it) after 3 failed logins within 30 s; pauses of 15 s and
+	// more keep a replica to at most 2 attempts in any 30 s.
+	DefaultAuthBackoff = 15 * time.Second
+	// DefaultLoginBackoff is the first pause after a login failed on the way (network, 5xx, timeout), which counts
+	// toward no lockout.
+	DefaultLoginBackoff = time.Second
 )
 
 // Retry and back-off tuning.
 const (
-	maxReadAttempts  = 5
-	retryBase        = 100 * time.Millisecond
-	retryCap         = 2 * time.Second
-	loginBackoffBase = time.Second
-	loginBackoffCap  = time.Minute
+	maxReadAttempts = 5
+	retryBase       = 100 * time.Millisecond
+	retryCap        = 2 * time.Second
+	authBackoffCap  = 5 * time.Minute
+	loginBackoffCap = time.Minute
 )
 
 // hiddenValue is what Infisical sends instead of a value the identity may see exists but not read.
@@ -64,6 +73,8 @@ type Config struct {
 	Logger          *slog.Logger  // nil = slog.Default()
 	MaxInFlight     int           // SDK calls running at once, abandoned ones included; 0 = DefaultMaxInFlight
 	LockoutBackoff  time.Duration // pause after Infisical reports a lockout; 0 = DefaultLockoutBackoff
+	AuthBackoff     time.Duration // first pause after rejected credentials, doubling to 5m; 0 = DefaultAuthBackoff
+	LoginBackoff    time.Duration // first pause after another login failure, doubling to 1m; 0 = DefaultLoginBackoff
 }
 
 // SecretRef names one secret to read.
@@ -104,8 +115,6 @@ type Client struct {
 	current atomic.Pointer[session]
 	flight  singleflight.Group
 
-	loginBackoffBase time.Duration // first pause after a failed login; doubles up to loginBackoffCap
-
 	mu       sync.Mutex
 	failures int       // logins failed in a row
 	retryAt  time.Time // no login before this
@@ -138,6 +147,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.LockoutBackoff <= 0 {
 		cfg.LockoutBackoff = DefaultLockoutBackoff
 	}
+	if cfg.AuthBackoff <= 0 {
+		cfg.AuthBackoff = DefaultAuthBackoff
+	}
+	if cfg.LoginBackoff <= 0 {
+		cfg.LoginBackoff = DefaultLoginBackoff
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -151,9 +166,7 @@ func New(cfg Config) (*Client, error) {
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		ctx:     ctx,
 		cancel:  cancel,
-
-		loginBackoffBase: loginBackoffBase,
-		tracer:           otel.Tracer(telemetry.InstrumentationName),
+		tracer:  otel.Tracer(telemetry.InstrumentationName),
 	}
 	c.logins, c.calls = counters()
 	if c.static {
@@ -252,7 +265,16 @@ func (c *Client) session(ctx context.Context, stale *session) (*session, error) 
 	// The login's span joins the trace of the request that triggered it; requests that join a login in flight
 	// find their wait in their own spans.
 	parent := trace.SpanContextFromContext(ctx)
-	ch := c.flight.DoChan("login", func() (any, error) { return c.loginOnce(parent) })
+	ch := c.flight.DoChan("login", func() (s any, err error) {
+		// singleflight re-raises a panic on a goroutine of its own, where nothing could recover it: the whole
+		// process would die for one failed login.
+		defer func() {
+			if p := recover(); p != nil {
+				s, err = nil, c.panicked("the login to Infisical", p)
+			}
+		}()
+		return c.loginOnce(parent)
+	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -301,6 +323,11 @@ func (c *Client) loginOnce(parent trace.SpanContext) (*session, error) {
 			e = &Error{Kind: KindAuth, Message: err.Error(), Err: err}
 		}
 		c.record(ctx, span, c.logins, e)
+		if errors.Is(e, errBusy) {
+			// Our own bound on calls in flight kept the login from being sent: Infisical saw no failure, and a
+			// back-off would only keep the next caller from logging in once a slot is free.
+			return nil, e
+		}
 		c.loginFailed(e)
 		return nil, e
 	}
@@ -317,15 +344,33 @@ func (c *Client) loginFailed(e *Error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.failures++
-	wait := min(c.loginBackoffBase<<min(c.failures-1, 10), loginBackoffCap)
-	if strings.Contains(e.Message, "temporarily locked") {
-		// Every attempt during a lockout fails and may extend it: wait it out.
-		wait = max(wait, c.cfg.LockoutBackoff)
-	}
+	wait := loginWait(c.cfg, e, c.failures)
 	c.retryAt = time.Now().Add(wait)
 	c.lastErr = e
 	c.log.Warn("Infisical login failed", "auth_method", c.cfg.Auth.method(), "error", e.Error(),
 		"failures_in_a_row", c.failures, "next_attempt_in", wait.String())
+}
+
+// loginWait is how long to pause logins after the failures-th failed login in a row, which failed with e.
+func loginWait(cfg Config, e *Error, failures int) time.Duration {
+	base, ceiling := cfg.LoginBackoff, loginBackoffCap
+	if e.Kind == KindAuth && e.Status != 0 {
+		// Infisical answered and rejected the login: each such failure counts toward the lockout.
+		base, ceiling = cfg.AuthBackoff, authBackoffCap
+	}
+	wait := base
+	for i := 1; i < failures && wait < ceiling; i++ {
+		wait *= 2
+	}
+	wait = min(wait, max(base, ceiling))
+	if e.Kind == KindRateLimited {
+		wait = max(wait, e.RetryAfter)
+	}
+	if strings.Contains(e.Message, "temporarily locked") {
+		// Every attempt during a lockout fails and may extend it: wait it out.
+		wait = max(wait, cfg.LockoutBackoff)
+	}
+	return wait
 }
 
 func (c *Client) loginSucceeded(ttl time.Duration) {
@@ -499,17 +544,14 @@ type result[T any] struct {
 // call runs fn, an SDK call that cannot be cancelled, in its own goroutine and waits for it until ctx ends or
 // UpstreamTimeout passes. A call given up on keeps running, and keeps its in-flight slot, until the SDK returns
 // (its transport has no response timeout): so a hanging Infisical holds at most MaxInFlight goroutines, and
-// beyond that calls fail fast.
+// beyond that calls wait for a slot as long as their deadline allows.
 func call[T any](c *Client, ctx context.Context, fn func() (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, &Error{Kind: KindTimeout, Message: "the deadline passed before the call to Infisical", Err: err}
 	}
-	select {
-	case c.slots <- struct{}{}:
-	default:
-		return zero, &Error{Kind: KindUnavailable, Err: errBusy, Message: fmt.Sprintf(
-			"too many Infisical calls are still in flight (%d): earlier calls have not returned", cap(c.slots))}
+	if err := c.acquire(ctx); err != nil {
+		return zero, err
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, c.cfg.UpstreamTimeout)
 	defer cancel()
@@ -518,7 +560,7 @@ func call[T any](c *Client, ctx context.Context, fn func() (T, error)) (T, error
 		defer func() { <-c.slots }()
 		defer func() {
 			if p := recover(); p != nil {
-				done <- result[T]{err: fmt.Errorf("the Infisical SDK panicked: %v", p)}
+				done <- result[T]{err: c.panicked("the Infisical SDK", p)}
 			}
 		}()
 		v, err := fn()
@@ -533,6 +575,45 @@ func call[T any](c *Client, ctx context.Context, fn func() (T, error)) (T, error
 		}
 		return zero, &Error{Kind: KindTimeout, Message: "no answer within " + c.cfg.UpstreamTimeout.String(), Err: context.DeadlineExceeded}
 	}
+}
+
+// acquire takes an in-flight slot. Slots free up as calls return, and background logins, detached fetches and
+// abandoned calls hold some too, so a full bound is normal under load: wait for a slot until ctx ends (or, for a
+// call without a deadline such as a background login, for UpstreamTimeout).
+func (c *Client) acquire(ctx context.Context) error {
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.UpstreamTimeout)
+		defer cancel()
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return &Error{Kind: KindUnavailable, Err: errBusy, Message: fmt.Sprintf(
+			"too many Infisical calls are still in flight (%d): earlier calls have not returned", cap(c.slots))}
+	}
+}
+
+// panicked turns a recovered panic in what into an error, and logs it with its stack for the bug report.
+func (c *Client) panicked(what string, p any) *Error {
+	msg := what + " panicked: " + panicText(p)
+	c.log.Error(msg, "stack", string(debug.Stack()))
+	return &Error{Kind: KindUnavailable, Message: msg}
+}
+
+// panicText describes a panic without its value, which may hold anything (a token, a secret value): a runtime
+// error's own text (nil dereference, index out of range), else only the value's type.
+func panicText(p any) string {
+	if re, ok := p.(runtime.Error); ok {
+		return re.Error()
+	}
+	return fmt.Sprintf("a value of type %T", p)
 }
 
 // backoff is the jittered exponential wait before read attempt+1: 100ms doubling to 2s, each drawn from [d/2, d].

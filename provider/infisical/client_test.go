@@ -234,12 +234,14 @@ func TestHangTimesOutAndRecovers(t *testing.T) {
 	}
 }
 
-func TestMaxInFlightFailsFast(t *testing.T) {
+// Hung calls keep their slots: beyond MaxInFlight, a call waits for a slot until its deadline, then fails without
+// reaching Infisical.
+func TestMaxInFlightWaitsThenFails(t *testing.T) {
 	t.Parallel()
 	fake := newFake(t)
 	c := newClient(t, fake.URL, func(cfg *Config) {
 		cfg.UpstreamTimeout = 100 * time.Millisecond
-		cfg.MaxInFlight = 3 // one for the login, two for hung reads
+		cfg.MaxInFlight = 3 // filled by three hung reads (the login has returned its slot)
 	})
 	mustLogin(t, c)
 	fake.Hang(fakeinfisical.RouteGetSecret, true)
@@ -357,18 +359,26 @@ func TestRefusedTokenLogsInOnce(t *testing.T) {
 	}
 }
 
+// Rejected credentials pause logins for 15 s, so callers cannot drive the identity into Infisical's lockout.
 func TestWrongSecretBacksOff(t *testing.T) {
 	t.Parallel()
 	fake := newFake(t)
 	c := newClient(t, fake.URL, func(cfg *Config) { cfg.Auth.ClientSecret = "wrong" })
 	calls := 0
-	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		_, err := c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
+	var err error
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		_, err = c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
 		wantKind(t, err, KindAuth, "authentication to Infisical failed: Invalid credentials (HTTP 401, reqId req-")
 		calls++
 	}
-	if n := fake.Logins(); n < 2 || n > 3 {
-		t.Fatalf("%d GetSecret calls in 1.5s caused %d login attempts, want 2-3 (back-off 1s, 2s, ...)", calls, n)
+	if n := fake.Logins(); n != 1 {
+		t.Fatalf("%d GetSecret calls in 1s caused %d login attempts, want 1 (then a 15s pause)", calls, n)
+	}
+	if e, _ := asError(err); e.RetryAfter <= 10*time.Second {
+		t.Fatalf("paused logins for %v, want about 15s", e.RetryAfter)
+	}
+	if fake.Locked(clientID) {
+		t.Fatal("the identity got locked out")
 	}
 	if fake.Reads() != 0 {
 		t.Fatal("reads were sent without a token")
@@ -379,8 +389,7 @@ func TestWrongSecretBacksOff(t *testing.T) {
 func TestLockoutPausesLogins(t *testing.T) {
 	t.Parallel()
 	fake := newFake(t, fakeinfisical.WithLockout(1, 30*time.Second, time.Hour))
-	c := newClient(t, fake.URL, func(cfg *Config) { cfg.Auth.ClientSecret = "wrong" })
-	c.loginBackoffBase = 50 * time.Millisecond
+	c := newClient(t, fake.URL, func(cfg *Config) { cfg.Auth.ClientSecret = "wrong"; cfg.AuthBackoff = 50 * time.Millisecond })
 	// The first attempt fails and locks the identity; the next one, after the back-off, hears about the lockout.
 	for deadline := time.Now().Add(5 * time.Second); fake.Logins() < 2; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -137,9 +137,26 @@ func (e *Error) retryable() bool {
 	return e.Kind == KindUnavailable && (e.Status >= 500 || errors.As(e.Err, &re))
 }
 
+// IsFinal reports whether err proves that a value read before may no longer be served, even stale: the secret is
+// gone (ErrNotFound), the identity lost access to it (KindPermission), or Infisical rejects the credentials
+// (KindAuth: a failed login, or a token refused again after the one re-login). Outages, timeouts and rate limits
+// are not final.
+func IsFinal(err error) bool {
+	if errors.Is(err, ErrNotFound) {
+		return true
+	}
+	e, ok := asError(err)
+	return ok && (e.Kind == KindPermission || e.Kind == KindAuth)
+}
+
 var (
 	errBusy        = errors.New("too many Infisical calls in flight")
 	tryAgainInSecs = regexp.MustCompile(`(?i)try again in (\d+) second`)
+	// Infisical's own not-found messages: "Secret with name 'X' not found", "Folder with path '/a' in environment
+	// with slug 'dev' not found", "Environment with slug 'qa' not found", "Secret version not found", ...
+	infisicalNotFound = regexp.MustCompile(`(?i)^(secret|folder|environment|project|workspace|version)\b.*\bnot found\b`)
+	// Infisical's answer for an API path it does not serve: a wrong INFISICAL_BASE_URL or an old Infisical.
+	routeNotFound = regexp.MustCompile(`^Route \S+ not found`)
 )
 
 // op says which SDK call an error came from, because a plain (non-HTTP) error means different things for each.
@@ -182,11 +199,16 @@ func classifyAPI(ae *sdk.APIError, o op) error {
 	}
 	e := &Error{Status: ae.StatusCode, RequestID: ae.ReqId, Message: msg, Err: ae}
 	switch {
-	case ae.StatusCode == http.StatusNotFound && o == opRead:
+	case ae.StatusCode == http.StatusNotFound && o == opRead && secretNotFound(ae):
 		if ae.ReqId != "" {
 			return fmt.Errorf("%w: %s (reqId %s)", ErrNotFound, msg, ae.ReqId)
 		}
 		return fmt.Errorf("%w: %s", ErrNotFound, msg)
+	case ae.StatusCode == http.StatusNotFound && o == opRead:
+		// A 404 that is not Infisical's "no such secret" (a load balancer's default backend, a proxy path mistake)
+		// says nothing about the secret: an outage, not a reason to forget a cached value.
+		e.Kind = KindUnavailable
+		e.Message = msg + "; the answer did not come from Infisical's secret lookup (is INFISICAL_BASE_URL the Infisical site?)"
 	case ae.StatusCode == http.StatusUnauthorized:
 		e.Kind = KindAuth
 	case ae.StatusCode == http.StatusForbidden:
@@ -209,6 +231,15 @@ func classifyAPI(ae *sdk.APIError, o op) error {
 		e.Kind = KindBadRequest
 	}
 	return e
+}
+
+// secretNotFound reports whether a 404 is Infisical saying the secret, version, folder or environment does not
+// exist. Infisical puts a reqId in every error body; a proxy's or load balancer's 404 has none.
+func secretNotFound(ae *sdk.APIError) bool {
+	if routeNotFound.MatchString(ae.ErrorMessage) {
+		return false
+	}
+	return ae.ReqId != "" || infisicalNotFound.MatchString(ae.ErrorMessage)
 }
 
 // asError returns err's *Error, if any.
