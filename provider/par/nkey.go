@@ -26,27 +26,11 @@ const (
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// crc16 is the CRC-16/XMODEM nkeys appends to every key.
-func crc16(data []byte) uint16 {
-	var crc uint16
-	for _, b := range data {
-		crc ^= uint16(b) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
-}
-
 func encodeKey(head []byte, payload []byte) string {
 	raw := make([]byte, 0, len(head)+len(payload)+2)
 	raw = append(raw, head...)
 	raw = append(raw, payload...)
-	raw = binary.LittleEndian.AppendUint16(raw, crc16(raw))
+	raw = binary.LittleEndian.AppendUint16(raw, wascap.CRC16(raw))
 	return b32.EncodeToString(raw)
 }
 
@@ -60,7 +44,7 @@ func decodeKey(s string, wantLen int) ([]byte, error) {
 		return nil, fmt.Errorf("decodes to %d bytes, want %d", len(raw), wantLen)
 	}
 	body, sum := raw[:len(raw)-2], binary.LittleEndian.Uint16(raw[len(raw)-2:])
-	if crc16(body) != sum {
+	if wascap.CRC16(body) != sum {
 		return nil, errors.New("checksum mismatch")
 	}
 	return body, nil

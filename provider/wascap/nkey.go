@@ -13,7 +13,7 @@ const (
 	PrefixService byte = 21 << 3 // base32-encodes to 'V...': capability providers
 )
 
-// PublicKeyLength is the length of an encoded public nkey: base32 of prefix(1) || key(32) || crc16(2).
+// PublicKeyLength is the length of an encoded public nkey: base32 of prefix(1) || key(32) || CRC16(2).
 const PublicKeyLength = 56
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -34,7 +34,7 @@ func EncodePublicKey(prefix byte, pub []byte) (string, error) {
 	raw := make([]byte, 0, 35)
 	raw = append(raw, prefix)
 	raw = append(raw, pub...)
-	crc := crc16(raw)
+	crc := CRC16(raw)
 	raw = append(raw, byte(crc), byte(crc>>8))
 	return b32.EncodeToString(raw), nil
 }
@@ -62,14 +62,14 @@ func CheckPublicKey(key string, prefix byte) error {
 		return fmt.Errorf("%w: prefix %q, want %q", ErrInvalidPublicKey, key[:1], want[:1])
 	}
 	body, sum := raw[:33], uint16(raw[33])|uint16(raw[34])<<8
-	if crc16(body) != sum {
+	if CRC16(body) != sum {
 		return fmt.Errorf("%w: checksum mismatch", ErrInvalidPublicKey)
 	}
 	return nil
 }
 
-// crc16 is CRC-16/XMODEM (poly 0x1021, init 0), the checksum nkeys appends.
-func crc16(data []byte) uint16 {
+// CRC16 is CRC-16/XMODEM (poly 0x1021, init 0), the checksum nkeys appends (little-endian) to every key and seed.
+func CRC16(data []byte) uint16 {
 	var crc uint16
 	for _, b := range data {
 		crc ^= uint16(b) << 8

@@ -142,7 +142,7 @@ func (hd HostData) Line() []byte {
 // Process is a provider started like the host starts one.
 type Process struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -152,7 +152,7 @@ func Start(tb testing.TB, bin string, stdin []byte, extraEnv ...string) *Process
 	tb.Helper()
 	cmd := exec.Command(bin)
 	cmd.Env = append([]string{}, extraEnv...)
-	p := &Process{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &Process{cmd: cmd, stderr: &SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	cmd.Stdout = p.stderr
 	in, err := cmd.StdinPipe()
@@ -247,18 +247,19 @@ func Health(ctx context.Context, nc *nats.Conn, lattice, providerKey string) (he
 	return r.Healthy, r.Message, nil
 }
 
-type syncBuffer struct {
+// SyncBuffer collects output written from several goroutines, such as a process's logs, for tests to read.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

@@ -4,12 +4,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -75,7 +73,7 @@ func run() error {
 		"TRUSTED_ISSUERS":         component.IssuerKey(),
 	}
 	step("starting the backend: infisical-secrets-provider serve (TRUSTED_ISSUERS=%s)", component.IssuerKey())
-	logs := &lockedBuffer{}
+	logs := &hostsim.SyncBuffer{}
 	serveCtx, stopServe := context.WithCancel(ctx)
 	served := make(chan int, 1)
 	go func() {
@@ -152,21 +150,4 @@ func run() error {
 	}
 	step("done: Infisical read %d time(s), %d login(s)", fake.Reads(), fake.Logins())
 	return nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
