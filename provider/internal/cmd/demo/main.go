@@ -99,20 +99,21 @@ func run() error {
 
 	step("host asks wasmcloud.secrets.v1alpha1.infisical.server_xkey")
 	var serverKey string
-	for i := 0; ; i++ {
+	// The backend subscribes a moment after it starts; "no responders" comes back at once until then.
+	for deadline := time.Now().Add(15 * time.Second); ; {
 		rctx, rcancel := context.WithTimeout(ctx, 250*time.Millisecond)
 		serverKey, err = host.Secrets.ServerXKey(rctx)
 		rcancel()
 		if err == nil {
 			break
 		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("backend never answered server_xkey: %w\n%s", err, logs.String())
+		}
 		select {
 		case code := <-served:
 			return fmt.Errorf("backend exited with %d:\n%s", code, logs.String())
-		default:
-		}
-		if i > 40 {
-			return fmt.Errorf("backend never answered server_xkey: %w\n%s", err, logs.String())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	fmt.Println("     server xkey:", serverKey)
