@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"path"
 	"strings"
 	"time"
 
+	natsjwt "github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -142,6 +144,9 @@ func checkKeys(c *checklist, s *settings.Settings) string {
 }
 
 func checkNATS(ctx context.Context, c *checklist, s *settings.Settings, serverPub string) {
+	if s.NATSCreds != "" {
+		checkNATSCreds(c, s.NATSCreds, time.Now())
+	}
 	nc, err := nats.Connect(s.NATSURL, natsOptions(slog.New(slog.DiscardHandler), s)...)
 	if err != nil {
 		c.fail(caseNATS, fmt.Sprintf("Failed to connect to NATS at %s: %v", redactURLs(s.NATSURL), err),
@@ -163,6 +168,39 @@ func checkNATS(ctx context.Context, c *checklist, s *settings.Settings, serverPu
 	default:
 		c.ok("a backend answers %s with xkey %s", subject, msg.Data)
 	}
+}
+
+// checkNATSCreds reads a .creds file the way the NATS client will, so that an expired or malformed one is named as
+// such rather than as an opaque authorization failure from the server.
+func checkNATSCreds(c *checklist, path string, now time.Time) {
+	const fix = "point NATS_CREDS at a current .creds file for the NATS account the hosts' control connection uses (nsc generate creds)"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		c.fail(caseNATS, "NATS_CREDS cannot be read: "+err.Error(), fix)
+		return
+	}
+	token, err := natsjwt.ParseDecoratedJWT(raw)
+	if err == nil {
+		_, err = natsjwt.ParseDecoratedUserNKey(raw) // checks the seed is there; it is never printed
+	}
+	if err != nil {
+		c.fail(caseNATS, "NATS_CREDS is not a NATS credentials file (a user JWT and seed): "+err.Error(), fix)
+		return
+	}
+	claims, err := natsjwt.DecodeUserClaims(token)
+	if err != nil {
+		c.fail(caseNATS, "NATS_CREDS holds no valid user JWT: "+err.Error(), fix)
+		return
+	}
+	if claims.Expires > 0 && now.Unix() > claims.Expires {
+		c.fail(caseNATS, fmt.Sprintf("NATS_CREDS user %q expired at %s", claims.Name, time.Unix(claims.Expires, 0).UTC().Format(time.RFC3339)), fix)
+		return
+	}
+	account := claims.IssuerAccount // set when a signing key issued the user
+	if account == "" {
+		account = claims.Issuer
+	}
+	c.ok("NATS credentials for user %q (%s) of account %s", claims.Name, claims.Subject, account)
 }
 
 func checkInfisical(ctx context.Context, c *checklist, s *settings.Settings, key string) {
