@@ -3,10 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -370,4 +372,33 @@ func TestManagedTenantOutlivesOneOfItsLinks(t *testing.T) {
 		s, err := m.fetch(shop)
 		return err == nil && *s.StringSecret == "v2-password"
 	})
+}
+
+// Health reports unhealthy while the connection secrets requests arrive on is down, and healthy again once NATS
+// reconnects it.
+func TestManagedHealthFollowsTheSecretsConnection(t *testing.T) {
+	ctlURL, ctl := natstest.Start(t)
+	m := startManaged(t, func(hd hostsim.HostData) {
+		hd["config"].(map[string]string)["NATS_URL"] = ctlURL
+	})
+	health := func() (bool, string) {
+		healthy, msg, err := hostsim.Health(context.Background(), m.nc, "default", providerKey)
+		if err != nil {
+			return false, err.Error()
+		}
+		return healthy, msg
+	}
+	waitFor(t, "healthy with both connections up", func() bool { ok, _ := health(); return ok })
+	port := ctl.Addr().(*net.TCPAddr).Port
+	ctl.Shutdown()
+	waitFor(t, "unhealthy while the secrets connection is down", func() bool {
+		ok, msg := health()
+		return !ok && strings.Contains(msg, "NATS")
+	})
+	restarted, err := natstest.Run(&server.Options{Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(restarted.Shutdown)
+	waitFor(t, "healthy again after the reconnect", func() bool { ok, _ := health(); return ok })
 }
