@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"io"
 	"log/slog"
 	"strings"
@@ -12,10 +13,8 @@ import (
 
 	"github.com/nats-io/nkeys"
 	"go.opentelemetry.io/otel"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
@@ -26,24 +25,8 @@ import (
 
 const secretValue = "s3cr3t-value"
 
-// recordTelemetry installs in-memory tracer and meter providers as the global ones until the test ends.
-func recordTelemetry(t *testing.T) (*tracetest.SpanRecorder, *sdkmetric.ManualReader) {
-	t.Helper()
-	prevTP, prevMP := otel.GetTracerProvider(), otel.GetMeterProvider()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	otel.SetTracerProvider(tp)
-	otel.SetMeterProvider(mp)
-	t.Cleanup(func() {
-		otel.SetTracerProvider(prevTP)
-		otel.SetMeterProvider(prevMP)
-		_ = tp.Shutdown(context.Background())
-		_ = mp.Shutdown(context.Background())
-	})
-	return rec, reader
-}
+// recordTelemetry installs in-memory global tracer and meter providers until the test ends.
+var recordTelemetry = capture.Telemetry
 
 // fakeUpstream serves one value, or fails while failing is set, and remembers the span its reads ran under.
 type fakeUpstream struct {

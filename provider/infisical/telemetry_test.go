@@ -3,39 +3,21 @@ package infisical
 import (
 	"context"
 	"errors"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 )
 
-// recordTelemetry installs in-memory tracer and meter providers as the global ones until the test ends. Tests
-// using it must not run in parallel.
-func recordTelemetry(t *testing.T) (*tracetest.SpanRecorder, *sdkmetric.ManualReader) {
-	t.Helper()
-	prevTP, prevMP := otel.GetTracerProvider(), otel.GetMeterProvider()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	otel.SetTracerProvider(tp)
-	otel.SetMeterProvider(mp)
-	t.Cleanup(func() {
-		otel.SetTracerProvider(prevTP)
-		otel.SetMeterProvider(prevMP)
-		_ = tp.Shutdown(context.Background())
-		_ = mp.Shutdown(context.Background())
-	})
-	return rec, reader
-}
+// recordTelemetry installs in-memory global tracer and meter providers until the test ends.
+var recordTelemetry = capture.Telemetry
 
 func spanAttr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {

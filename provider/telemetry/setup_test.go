@@ -1,17 +1,16 @@
 package telemetry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,23 +26,8 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/otlptest"
 )
 
-// syncBuffer collects log output written by exporter goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects log output written from other goroutines.
+type syncBuffer = capture.Buffer
 
 func newLogger(t *testing.T) (*slog.Logger, *syncBuffer) {
 	t.Helper()

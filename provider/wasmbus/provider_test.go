@@ -1,10 +1,10 @@
 package wasmbus
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -27,23 +27,8 @@ const (
 	waitLimit    = 5 * time.Second // only to avoid hangs
 )
 
-// syncBuffer collects log output from handler goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects log output written from other goroutines.
+type syncBuffer = capture.Buffer
 
 // recorder is a provider's handlers, remembering every call.
 type recorder struct {

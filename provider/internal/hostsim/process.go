@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -248,19 +249,4 @@ func Health(ctx context.Context, nc *nats.Conn, lattice, providerKey string) (he
 }
 
 // SyncBuffer collects output written from several goroutines, such as a process's logs, for tests to read.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type SyncBuffer = capture.Buffer
