@@ -163,8 +163,12 @@ func (b *Backend) newIdentity(label string, s settings.Infisical, timeout time.D
 // retireAfter outlasts any fetch still running on a replaced client (fetchBudget is at most 7 s).
 const retireAfter = 10 * time.Second
 
-// retire closes a replaced client once the fetches that may still use it are over.
+// retire stops a replaced client's background work at once and closes it once the fetches that may still use it
+// are over.
 func retire(u Upstream) {
+	if r, ok := u.(interface{ Retire() }); ok {
+		r.Retire()
+	}
 	time.AfterFunc(retireAfter, func() { closeUpstream(u) })
 }
 
@@ -183,7 +187,16 @@ func (b *Backend) SetTenant(appKey string, s settings.Infisical) error {
 	}
 	b.changing.Lock()
 	defer b.changing.Unlock()
-	id, err := b.newIdentity("tenant "+appKey, s, b.Settings().UpstreamTimeout)
+	timeout := b.Settings().UpstreamTimeout
+	b.mu.RLock()
+	same := b.tenants[appKey]
+	b.mu.RUnlock()
+	if same != nil && same.settings == s && same.timeout == timeout {
+		// Links are put again (one per component of an app, or by wadm): keep the client, its token and its
+		// login back-off, so repeats cost Infisical nothing.
+		return nil
+	}
+	id, err := b.newIdentity("tenant "+appKey, s, timeout)
 	if err != nil {
 		return err
 	}

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"path"
-	"strings"
 	"time"
 
 	natsjwt "github.com/nats-io/jwt/v2"
@@ -149,7 +147,7 @@ func checkNATS(ctx context.Context, c *checklist, s *settings.Settings, serverPu
 	}
 	nc, err := nats.Connect(s.NATSURL, natsOptions(slog.New(slog.DiscardHandler), s)...)
 	if err != nil {
-		c.fail(caseNATS, fmt.Sprintf("Failed to connect to NATS at %s: %v", redactURLs(s.NATSURL), err),
+		c.fail(caseNATS, fmt.Sprintf("Failed to connect to NATS at %s: %v", settings.RedactURLs(s.NATSURL), err),
 			"verify a NATS server runs at NATS_URL and is reachable from here; check NATS_CREDS and NATS_TLS_CA")
 		return
 	}
@@ -256,24 +254,4 @@ func checkEntityJWT(c *checklist, s *settings.Settings, tok string) {
 	if ok, reason := trust.Check(access.Subject{Issuer: claims.Issuer}); !ok {
 		c.fail(caseUnauthorized, reason, fmt.Sprintf("add %s to TRUSTED_ISSUERS if it may read secrets", claims.Issuer))
 	}
-}
-
-// redactURLs hides passwords and tokens in a comma-separated list of URLs before it is printed.
-func redactURLs(list string) string {
-	parts := strings.Split(list, ",")
-	for i, raw := range parts {
-		raw = strings.TrimSpace(raw)
-		u, err := url.Parse(raw)
-		switch {
-		case err != nil && strings.Contains(raw, "@"):
-			parts[i] = "<URL with credentials>"
-		case err != nil || u.User == nil:
-			parts[i] = raw
-		default:
-			// A NATS URL's user part may be a token, so all of it goes, not only a password.
-			u.User = url.User("redacted")
-			parts[i] = u.String()
-		}
-	}
-	return strings.Join(parts, ",")
 }

@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,7 +23,7 @@ import (
 )
 
 // serverShutdownShare is the part of the host's 300 ms shutdown grace that in-flight requests may use.
-const serverShutdownShare = 150 * time.Millisecond
+const serverShutdownShare = 120 * time.Millisecond
 
 // hostDataTimeout is how long the host may take to write HostData; it writes it right after spawning us.
 const hostDataTimeout = 5 * time.Second
@@ -68,7 +70,7 @@ func runManaged(ctx context.Context, e *env) int {
 	slog.SetDefault(log) // wasmbus.NATSOptions logs connection events through the default logger
 	lattice, err := nats.Connect(hd.LatticeRPCURL, wasmbus.NATSOptions(hd)...)
 	if err != nil {
-		log.Error("NATS connection to the lattice failed", "url", redactURLs(hd.LatticeRPCURL), "error", err)
+		log.Error("NATS connection to the lattice failed", "url", settings.RedactURLs(hd.LatticeRPCURL), "error", err)
 		return exitFailure
 	}
 	defer lattice.Close()
@@ -79,7 +81,7 @@ func runManaged(ctx context.Context, e *env) int {
 	if url, ok := src.Lookup("NATS_URL"); ok && url != "" && url != hd.LatticeRPCURL {
 		secretsConn, err = nats.Connect(url, natsOptions(log, s)...)
 		if err != nil {
-			log.Error("NATS connection for secrets requests failed (NATS_URL in the provider config)", "url", redactURLs(url), "error", err)
+			log.Error("NATS connection for secrets requests failed (NATS_URL in the provider config)", "url", settings.RedactURLs(url), "error", err)
 			return exitFailure
 		}
 		defer secretsConn.Close()
@@ -136,6 +138,7 @@ type managed struct {
 	mu      sync.Mutex
 	current *settings.Settings
 	links   map[string]*tenantLink // link id -> the tenant it brought
+	seq     uint64                 // orders link puts, so that the latest link of an application wins
 	once    sync.Once
 }
 
@@ -145,6 +148,7 @@ type tenantLink struct {
 	link     wasmbus.Link
 	key      string
 	settings settings.Infisical
+	seq      uint64
 }
 
 func hostSecrets(in map[string]wasmbus.SecretValue) map[string]string {
@@ -191,6 +195,8 @@ func (m *managed) linkPut(_ context.Context, l wasmbus.Link) error {
 		m.links = map[string]*tenantLink{}
 	}
 	prev := m.links[linkID(l)]
+	m.seq++
+	tl.seq = m.seq
 	m.links[linkID(l)] = tl
 	for id, other := range m.links {
 		if id != linkID(l) && other.key == tl.key && other.settings != tl.settings {
@@ -234,7 +240,7 @@ func (m *managed) release(key string) {
 	m.mu.Lock()
 	var remaining *tenantLink
 	for _, other := range m.links {
-		if other.key == key {
+		if other.key == key && (remaining == nil || other.seq > remaining.seq) {
 			remaining = other
 		}
 	}
@@ -276,6 +282,8 @@ func (m *managed) configUpdate(_ context.Context, cfg map[string]string) error {
 		links = append(links, tl)
 	}
 	m.mu.Unlock()
+	// In put order, so that where links of one application disagree the latest one ends up applied, as on put.
+	slices.SortFunc(links, func(a, b *tenantLink) int { return cmp.Compare(a.seq, b.seq) })
 	m.log.Info("config updated", "project", s.Infisical.ProjectID, "environment", s.Infisical.Environment)
 	if changed := needsRestart(prev, s); len(changed) > 0 {
 		m.log.Warn("these settings changed but take effect only when the provider restarts", "settings", changed)
@@ -288,13 +296,14 @@ func (m *managed) configUpdate(_ context.Context, cfg map[string]string) error {
 				"source", tl.link.SourceID, "error", err)
 			continue
 		}
-		if fresh.settings == tl.settings {
+		if fresh.settings == tl.settings && prev.UpstreamTimeout == s.UpstreamTimeout {
 			continue
 		}
 		if err := m.rt.backend.SetTenant(fresh.key, fresh.settings); err != nil {
 			m.log.Error("cannot update a tenant", "application", fresh.key, "error", err)
 			continue
 		}
+		fresh.seq = tl.seq
 		m.mu.Lock()
 		if m.links[linkID(tl.link)] == tl {
 			m.links[linkID(tl.link)] = fresh
@@ -304,8 +313,8 @@ func (m *managed) configUpdate(_ context.Context, cfg map[string]string) error {
 	return nil
 }
 
-// needsRestart names the settings that a config update cannot apply to a running provider: its connections,
-// subscriptions and logger are made once.
+// needsRestart names the settings that a config update cannot apply to a running provider: its connections and
+// subscriptions are made once. (The managed logger follows the host's log level, not LOG_LEVEL.)
 func needsRestart(prev, next *settings.Settings) []string {
 	var names []string
 	check := func(name string, changed bool) {
@@ -320,8 +329,6 @@ func needsRestart(prev, next *settings.Settings) []string {
 	check("BACKEND_NAME", prev.BackendName != next.BackendName)
 	check("API_VERSION", prev.APIVersion != next.APIVersion)
 	check("SERVER_XKEY_SEED", prev.ServerXKeySeed != next.ServerXKeySeed)
-	check("LOG_LEVEL", prev.LogLevel != next.LogLevel)
-	check("LOG_FORMAT", prev.LogFormat != next.LogFormat)
 	return names
 }
 

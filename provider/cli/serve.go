@@ -62,7 +62,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	nc, err := nats.Connect(s.NATSURL, natsOptions(log, s)...)
 	if err != nil {
 		log.Error("NATS connection failed: check that a NATS server runs at NATS_URL and that NATS_CREDS / NATS_TLS_CA fit it",
-			"url", redactURLs(s.NATSURL), "error", err)
+			"url", settings.RedactURLs(s.NATSURL), "error", err)
 		return exitFailure
 	}
 	defer nc.Close()

@@ -185,7 +185,7 @@ func runGet(ctx context.Context, e *env, args []string) int {
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "NATS Connection Failed: Failed to connect to NATS at %s: %v\n"+
-			"fix: verify a NATS server runs at NATS_URL and is reachable from here; check NATS_CREDS and NATS_TLS_CA\n", redactURLs(url), err)
+			"fix: verify a NATS server runs at NATS_URL and is reachable from here; check NATS_CREDS and NATS_TLS_CA\n", settings.RedactURLs(url), err)
 		return exitFailure
 	}
 	defer nc.Close()

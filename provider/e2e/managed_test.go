@@ -360,10 +360,16 @@ func TestManagedTenantOutlivesOneOfItsLinks(t *testing.T) {
 		return err == nil && *s.StringSecret == "shop-password"
 	})
 	m.publish(t, m.subject("linkdefs.del"), link("shop-api", false))
-	// Link messages are fire-and-forget: give the provider time to handle the delete before checking that nothing
+	// Link messages are fire-and-forget: wait until the provider has handled the delete before checking that nothing
 	// changed (a wrong removal would show as the provider's value below).
-	waitFor(t, "the delete to be logged", func() bool { return strings.Contains(m.proc.Output(), "shop-api") })
-	time.Sleep(200 * time.Millisecond)
+	waitFor(t, "the delete to be handled", func() bool {
+		for _, line := range strings.Split(m.proc.Output(), "\n") {
+			if strings.Contains(line, "link deleted") && strings.Contains(line, "shop-api") {
+				return true
+			}
+		}
+		return false
+	})
 	if got := m.mustString(shop); got != "shop-password" {
 		t.Fatalf("after deleting one of two links, shop reads %q; want its tenant's value", got)
 	}

@@ -120,6 +120,7 @@ type Client struct {
 	retryAt  time.Time // no login before this
 	lastErr  *Error    // last login failure; nil after a success
 	timer    *time.Timer
+	retired  bool // no more background refreshes: a replacement client serves new requests
 
 	tracer trace.Tracer
 	logins metric.Int64Counter
@@ -245,6 +246,18 @@ func (c *Client) Healthy() error {
 
 // Close stops the background refresh. Calls already abandoned after a timeout may still be running in the SDK;
 // they end when their connection does.
+// Retire stops the background token refresh of a client that another one replaces, while reads already running on
+// it finish; Close it once they have. A retired client never logs in on its own, so a rotated credential is not
+// tried again behind the new client's back.
+func (c *Client) Retire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.retired = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+}
+
 func (c *Client) Close() {
 	c.cancel()
 	c.mu.Lock()
@@ -385,7 +398,7 @@ func (c *Client) loginSucceeded(ttl time.Duration) {
 func (c *Client) scheduleRefresh(after time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ctx.Err() != nil {
+	if c.ctx.Err() != nil || c.retired {
 		return
 	}
 	if c.timer != nil {

@@ -139,14 +139,16 @@ func (e *Error) retryable() bool {
 
 // IsFinal reports whether err proves that a value read before may no longer be served, even stale: the secret is
 // gone (ErrNotFound), the identity lost access to it (KindPermission), or Infisical rejects the credentials
-// (KindAuth: a failed login, or a token refused again after the one re-login). Outages, timeouts and rate limits
-// are not final.
+// (KindAuth: a failed login, or a token refused again after the one re-login). Only Infisical's own answer proves
+// that (an HTTP status with its request id): a token file that cannot be read, a cloud metadata endpoint that does
+// not answer, or a proxy's 401 is an outage of ours, during which cached values should still be served. Outages,
+// timeouts and rate limits are not final.
 func IsFinal(err error) bool {
 	if errors.Is(err, ErrNotFound) {
 		return true
 	}
 	e, ok := asError(err)
-	return ok && (e.Kind == KindPermission || e.Kind == KindAuth)
+	return ok && (e.Kind == KindPermission || e.Kind == KindAuth) && e.Status != 0 && e.RequestID != ""
 }
 
 var (

@@ -254,9 +254,11 @@ func TestIsFinal(t *testing.T) {
 		want bool
 	}{
 		{name: "not found", err: fmt.Errorf("read: %w", fmt.Errorf("%w: Secret with name 'X' not found", ErrNotFound)), want: true},
-		{name: "permission denied", err: &Error{Kind: KindPermission, Status: http.StatusForbidden}, want: true},
-		{name: "credentials rejected", err: fmt.Errorf("tenant a: %w", &Error{Kind: KindAuth, Status: http.StatusUnauthorized}), want: true},
-		{name: "token refused after the re-login", err: classify(&sdk.APIError{StatusCode: http.StatusForbidden, ErrorMessage: fakeinfisical.MsgTokenExpired}, opRead), want: true},
+		{name: "permission denied", err: &Error{Kind: KindPermission, Status: http.StatusForbidden, RequestID: "req-1"}, want: true},
+		{name: "credentials rejected", err: fmt.Errorf("tenant a: %w", &Error{Kind: KindAuth, Status: http.StatusUnauthorized, RequestID: "req-2"}), want: true},
+		{name: "token refused after the re-login", err: classify(&sdk.APIError{StatusCode: http.StatusForbidden, ErrorMessage: fakeinfisical.MsgTokenExpired, ReqId: "req-3"}, opRead), want: true},
+		{name: "a proxy's 401, not Infisical's", err: &Error{Kind: KindAuth, Status: http.StatusUnauthorized}},
+		{name: "unreadable token file", err: &Error{Kind: KindAuth, Message: "cannot read INFISICAL_KUBERNETES_TOKEN_PATH"}},
 		{name: "5xx", err: &Error{Kind: KindUnavailable, Status: http.StatusBadGateway}},
 		{name: "foreign 404", err: classify(&sdk.APIError{StatusCode: http.StatusNotFound}, opRead)},
 		{name: "rate limited", err: &Error{Kind: KindRateLimited, Status: http.StatusTooManyRequests}},

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,7 +53,7 @@ type ServerConfig struct {
 	Handler                     Handler
 	Logger                      *slog.Logger
 	Workers                     int           // default 32 concurrent handlers
-	QueueSize                   int           // requests waiting for a worker; default 16 per worker, beyond it deliveries wait
+	QueueSize                   int           // requests waiting for a worker; default 64 per worker, beyond it "busy"
 	Budget                      time.Duration // default 8s: every reply leaves before it
 	Now                         func() time.Time
 }
@@ -87,11 +88,14 @@ type Server struct {
 	started  bool
 	stopping bool // Shutdown was called: Start must not subscribe any more
 
-	// admit guards sends on queue against its closing: the delivery goroutine holds it shared while it waits for a
-	// worker, and stop holds it exclusively to close the queue.
+	// admit guards sends on queue against its closing: the delivery goroutine holds it shared to send, and stop
+	// holds it exclusively to close the queue.
 	admit  sync.RWMutex
 	queue  chan *job
 	closed bool // the queue is closed
+
+	// abandoned is set when a shutdown could not wait any longer: later deliveries are refused at once.
+	abandoned atomic.Bool
 
 	workers  sync.WaitGroup
 	stopOnce sync.Once
@@ -151,7 +155,9 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		cfg.Workers = DefaultWorkers
 	}
 	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = 16 * cfg.Workers
+		// Requests beyond the workers wait here, each with its reply timer running from its arrival. Payloads are
+		// at most 64 KiB, so the default bounds queued memory to about 128 MiB at the very worst.
+		cfg.QueueSize = 64 * cfg.Workers
 	}
 	if cfg.Budget <= 0 {
 		cfg.Budget = DefaultBudget
@@ -254,10 +260,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-s.stopped:
 		return nil
 	case <-ctx.Done():
-		s.answerPending("the secrets backend is shutting down")
+		s.abandoned.Store(true)
+		s.answerPending(shuttingDown)
 		return fmt.Errorf("secrets server shutdown: %w", ctx.Err())
 	}
 }
+
+const shuttingDown = "the secrets backend is shutting down"
 
 func (s *Server) track(j *job) {
 	s.pendingMu.Lock()
@@ -286,7 +295,8 @@ func (s *Server) answerPending(why string) {
 	}
 	if len(jobs) > 0 {
 		s.log.Warn("secrets: answered requests still in flight at shutdown", "count", len(jobs))
-		_ = s.nc.FlushTimeout(100 * time.Millisecond)
+		// Short: the caller's time is already up, and the process exits next.
+		_ = s.nc.FlushTimeout(30 * time.Millisecond)
 	}
 }
 
@@ -376,8 +386,6 @@ type job struct {
 	span    trace.Span
 	timer   *time.Timer
 
-	answered chan struct{} // closed when the reply has gone out
-
 	mu        sync.Mutex // guards the fields below; the reply goes out exactly once
 	done      bool
 	outcome   string
@@ -393,7 +401,6 @@ func (j *job) reply(nc *nats.Conn, out *nats.Msg, outcome string, timedOut bool)
 		return false, nil
 	}
 	j.done, j.outcome, j.timedOut, j.repliedAt = true, outcome, timedOut, time.Now()
-	close(j.answered)
 	return true, nc.PublishMsg(out)
 }
 
@@ -404,36 +411,31 @@ func (j *job) state() (done bool, outcome string, repliedAt time.Time, timedOut 
 }
 
 func (s *Server) enqueue(msg *nats.Msg) {
-	j := &job{msg: msg, arrived: time.Now(), answered: make(chan struct{})}
+	j := &job{msg: msg, arrived: time.Now()}
 	s.track(j)
 	j.ctx, j.span = s.tracer.Start(telemetry.Extract(context.Background(), msg.Header), "secrets get",
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(j.arrived),
 		trace.WithAttributes(attribute.String("secrets.backend", s.cfg.Backend)))
 	j.timer = time.AfterFunc(s.replyBy, func() { s.timeout(j) })
 
+	// Never block this goroutine: a request held here would wait uncounted in the subscription's pending list, and
+	// its reply could leave after the host has given up. Past the queue, answering "busy" at once is kinder.
 	s.admit.RLock()
-	closed := s.closed
-	if !closed {
+	refuse := ""
+	switch {
+	case s.closed || s.abandoned.Load():
+		refuse = shuttingDown
+	default:
 		select {
 		case s.queue <- j:
 		default:
-			// Every worker is busy and the queue is full: hold this delivery, so that later requests wait in the
-			// subscription's bounded pending list rather than in memory we would have to grow, until a worker takes
-			// this one or its reply timer has answered it.
-			select {
-			case s.queue <- j:
-			case <-j.answered:
-				s.admit.RUnlock()
-				s.finish(j, &reqInfo{}, result{queued: true, level: slog.LevelWarn})
-				return
-			}
+			refuse = fmt.Sprintf("server busy: %d requests waiting for a worker", cap(s.queue))
 		}
 	}
 	s.admit.RUnlock()
-	if !closed {
+	if refuse == "" {
 		return
 	}
-	const refuse = "server is shutting down"
 	j.timer.Stop()
 	e := NewError(KindUpstreamError, refuse)
 	if _, err := j.reply(s.nc, s.errorMsg(msg.Reply, e), string(e.Kind), false); err != nil {

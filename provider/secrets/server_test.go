@@ -501,3 +501,46 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 		t.Fatalf("in-flight request: %v, %v; want it served", sec, err)
 	}
 }
+
+// When a shutdown cannot wait, every request already received is answered, queued ones included, and later ones are
+// refused: none is left for the host to time out on.
+func TestShutdownThatCannotWaitAnswersEveryRequest(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	h := HandlerFunc(func(ctx context.Context, v *Verified) (*Secret, error) {
+		<-release
+		return &Secret{Version: "1", StringSecret: strp("late")}, nil
+	})
+	f := newFixture(t, h, func(c *ServerConfig) { c.Workers = 1 })
+	const n = 10
+	replies := make(chan *nats.Msg, n)
+	inbox := nats.NewInbox()
+	sub, err := f.nc.ChanSubscribe(inbox, replies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for range n {
+		hdr, data, _ := f.seal(f.id.request("db", ""))
+		if err := f.nc.PublishMsg(&nats.Msg{Subject: f.subject("get"), Reply: inbox, Header: hdr, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let them all arrive
+	short, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	_ = f.srv.Shutdown(short)
+	for i := range n {
+		select {
+		case m := <-replies:
+			if !strings.Contains(string(m.Data), "shutting down") {
+				t.Errorf("reply %d = %s; want the shutting-down error", i, m.Data)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("only %d of %d requests were answered", i, n)
+		}
+	}
+}

@@ -212,9 +212,9 @@ func mustPub(t *testing.T, id *identity) string {
 
 // With one worker and room for one waiting request, a third is refused at once and the waiting one is answered
 // when its budget runs out, before any worker is free.
-// With every worker busy and the queue full, a further request waits (it is not refused) and is still answered
-// within its budget.
-func TestQueueFullWaitsAndTimesOut(t *testing.T) {
+// With every worker busy and the queue full, a further request is refused at once rather than held where its budget
+// would not be counted; a queued one is answered within its budget.
+func TestQueueFullAndQueuedTimeout(t *testing.T) {
 	entered, release := make(chan struct{}, 3), make(chan struct{})
 	h := HandlerFunc(func(ctx context.Context, v *Verified) (*Secret, error) {
 		entered <- struct{}{}
@@ -238,7 +238,7 @@ func TestQueueFullWaitsAndTimesOut(t *testing.T) {
 	}
 	first := send()
 	<-entered
-	queued, waiting := send(), send()
+	queued, refused := send(), send()
 
 	next := func(sub *nats.Subscription) string {
 		t.Helper()
@@ -248,8 +248,8 @@ func TestQueueFullWaitsAndTimesOut(t *testing.T) {
 		}
 		return string(m.Data)
 	}
-	if got := next(waiting); got != `{"error":{"UpstreamError":"timed out after 225ms"}}` {
-		t.Errorf("waiting reply %s", got)
+	if got := next(refused); got != `{"error":{"UpstreamError":"server busy: 1 requests waiting for a worker"}}` {
+		t.Errorf("refused reply %s", got)
 	}
 	if got := next(queued); got != `{"error":{"UpstreamError":"timed out after 225ms"}}` {
 		t.Errorf("queued reply %s", got)

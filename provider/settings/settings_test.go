@@ -656,3 +656,20 @@ func TestLoadTenantProjectRequired(t *testing.T) {
 		t.Fatalf("problems = %+v", ps)
 	}
 }
+
+func TestRedactURLsHidesTokensAndPasswords(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://s3cr3tToken@n1:4222":             "nats://redacted@n1:4222",
+		"nats://user:s3cr3t@n1:4222,nats://n2:1": "nats://redacted@n1:4222,nats://n2:1",
+		"nats://n1:4222":                         "nats://n1:4222",
+		"tls://%zz:s3cr3t@n1":                    "<URL with credentials>",
+	} {
+		if got := RedactURLs(in); got != want || strings.Contains(got, "s3cr3t") {
+			t.Errorf("RedactURLs(%q) = %q; want %q", in, got, want)
+		}
+	}
+	_, err := Load(Maps(map[string]string{"INFISICAL_PROJECT_ID": "p", "NATS_URL": "tcp://s3cr3tToken@h:4222"}, nil))
+	if err == nil || strings.Contains(err.Error(), "s3cr3tToken") {
+		t.Fatalf("a bad NATS_URL's token reached the error: %v", err)
+	}
+}

@@ -284,13 +284,25 @@ func checkNATSURL(v string) (string, error) {
 // redactURL drops a password from a URL before it goes into a message.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		if err != nil && strings.Contains(raw, "@") {
-			return "<URL with credentials>"
-		}
+	switch {
+	case err != nil && strings.Contains(raw, "@"):
+		return "<URL with credentials>"
+	case err != nil || u.User == nil:
 		return raw
+	default:
+		// A NATS URL's user part may be a token, so all of it goes, not only a password.
+		u.User = url.User("redacted")
+		return u.String()
 	}
-	return u.Redacted()
+}
+
+// RedactURLs hides the credentials of every URL in a comma-separated list (NATS_URL), for logs and messages.
+func RedactURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, raw := range parts {
+		parts[i] = redactURL(strings.TrimSpace(raw))
+	}
+	return strings.Join(parts, ",")
 }
 
 func checkSubjectPrefix(v string) (string, error) {
