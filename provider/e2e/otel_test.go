@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"net"
 	"os/exec"
 	"strings"
@@ -318,19 +319,7 @@ func TestManagedCollectorDownCostsRequestsNothing(t *testing.T) {
 	}
 }
 
-func countLines(out string, needles ...string) int {
-	n := 0
-	for _, line := range strings.Split(out, "\n") {
-		all := true
-		for _, s := range needles {
-			all = all && strings.Contains(line, s)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
+var countLines = capture.CountLines
 
 func TestServeFlushesTelemetryOnSIGTERM(t *testing.T) {
 	tests := []struct {

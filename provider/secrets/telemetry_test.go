@@ -1,11 +1,10 @@
 package secrets
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,24 +21,13 @@ import (
 )
 
 // logBuffer collects JSON log lines from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type logBuffer struct{ capture.Buffer }
 
 // records returns the decoded log lines whose msg is msg.
 func (b *logBuffer) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
@@ -49,12 +37,6 @@ func (b *logBuffer) records(t *testing.T, msg string) []map[string]any {
 		}
 	}
 	return out
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // installTelemetry points the global otel providers at in-memory ones for one test.

@@ -228,19 +228,7 @@ func TestCollectorDownDoesNotBlockAndWarnsOnce(t *testing.T) {
 	}
 }
 
-func countLines(out string, needles ...string) int {
-	n := 0
-	for _, line := range strings.Split(out, "\n") {
-		all := true
-		for _, s := range needles {
-			all = all && strings.Contains(line, s)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
+var countLines = capture.CountLines
 
 func TestExportRecoveryIsLoggedOnce(t *testing.T) {
 	rcv := otlptest.NewReceiver(t)

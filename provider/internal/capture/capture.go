@@ -5,6 +5,7 @@ package capture
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -51,4 +52,19 @@ func Telemetry(t testing.TB) (*tracetest.SpanRecorder, *sdkmetric.ManualReader) 
 		_ = mp.Shutdown(context.Background())
 	})
 	return rec, reader
+}
+
+// CountLines counts the lines of out that contain every one of needles, e.g. how often a warning was logged.
+func CountLines(out string, needles ...string) int {
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		all := true
+		for _, s := range needles {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }
