@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"net"
 	"strings"
 	"testing"
@@ -407,4 +408,21 @@ func TestManagedHealthFollowsTheSecretsConnection(t *testing.T) {
 	}
 	t.Cleanup(restarted.Shutdown)
 	waitFor(t, "healthy again after the reconnect", func() bool { ok, _ := health(); return ok })
+}
+
+// A config update that changes what only a restart can apply says so, and the provider keeps serving.
+func TestManagedConfigUpdateNamesSettingsThatNeedARestart(t *testing.T) {
+	m := startManaged(t, nil)
+	cfg := map[string]string{}
+	for k, v := range m.hd["config"].(map[string]string) {
+		cfg[k] = v
+	}
+	cfg["BACKEND_NAME"] = "renamed"
+	m.publish(t, m.subject("config.update"), cfg)
+	waitFor(t, "the restart warning", func() bool {
+		return capture.CountLines(m.proc.Output(), "only when the provider restarts", "BACKEND_NAME") == 1
+	})
+	if got := m.mustString(hostsim.Ref{Key: "DB_PASSWORD"}); got != "v2-password" {
+		t.Fatalf("after the update: %q (the old backend name still serves)", got)
+	}
 }

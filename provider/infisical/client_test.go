@@ -602,3 +602,22 @@ func TestIdentity(t *testing.T) {
 		})
 	}
 }
+
+// A retired client still serves the reads already running on it but no longer refreshes its token on its own.
+func TestRetireStopsTheRefreshButKeepsServing(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t, fakeinfisical.WithTokenTTL(time.Second, time.Minute))
+	c := newClient(t, fake.URL, nil)
+	if _, err := c.GetSecret(ctxWithin(t, 2*time.Second), rootRef("ROOT")); err != nil {
+		t.Fatal(err)
+	}
+	c.Retire()
+	logins := fake.Logins()
+	time.Sleep(1200 * time.Millisecond) // past the refresh point at 2/3 of the 1 s token
+	if n := fake.Logins(); n != logins {
+		t.Fatalf("%d logins after Retire, want %d: a retired client must not refresh", n, logins)
+	}
+	if _, err := c.GetSecret(ctxWithin(t, 2*time.Second), rootRef("ROOT")); err != nil {
+		t.Fatalf("a read on a retired client: %v", err)
+	}
+}
