@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"log/slog"
+	"net/url"
 	"strings"
 )
 
@@ -28,42 +29,63 @@ type Config struct {
 // Enabled reports whether any signal is exported.
 func (c Config) Enabled() bool { return c.TracesEnabled || c.MetricsEnabled }
 
-// FromHostOtel resolves the host's otel_config the way the wasmCloud Go provider SDK does, so that the provider
-// exports where the host's own providers would: a signal is on when enable_observability or its own flag is set;
-// a per-signal endpoint is used as it is; otherwise observability_endpoint (default localhost:4318, or :4317 for
-// gRPC) without trailing "/" gets "/v1/traces" or "/v1/metrics" appended for HTTP. The protocol is matched in any
-// case ("Http", "GRPC", ...), defaulting to HTTP.
+// FromHostOtel resolves the host's otel_config exactly as the host does (wasmcloud_core::OtelConfig), so that the
+// provider exports where the host itself does:
+//   - a signal is on when its own flag says so, else when enable_observability is set;
+//   - a per-signal endpoint is used as it is;
+//   - otherwise observability_endpoint: for HTTP, the signal's path (/v1/traces, /v1/metrics) is appended when the
+//     URL has no path of its own, and a URL with a path is used as it is; for gRPC the path is dropped; a value
+//     that is not a URL is used as it is;
+//   - without any endpoint, http://127.0.0.1:4318/v1/<signal> (HTTP) or http://127.0.0.1:4317 (gRPC).
+//
+// The protocol is matched in any case ("Http", "GRPC", ...), defaulting to HTTP.
 func FromHostOtel(enableObservability bool, enableTraces, enableMetrics *bool,
 	observabilityEndpoint, tracesEndpoint, metricsEndpoint *string, protocol string) Config {
 	proto := ProtocolHTTP
 	if strings.EqualFold(strings.TrimSpace(protocol), ProtocolGRPC) {
 		proto = ProtocolGRPC
 	}
-	base := "http://localhost:4318"
-	if proto == ProtocolGRPC {
-		base = "http://localhost:4317"
+	enabled := func(flag *bool) bool {
+		if flag != nil {
+			return *flag
+		}
+		return enableObservability
 	}
-	if v := deref(observabilityEndpoint); v != "" {
-		base = v
-	}
-	base = strings.TrimRight(base, "/")
-
 	signalURL := func(explicit *string, path string) string {
 		if v := deref(explicit); v != "" {
 			return v
 		}
-		if proto == ProtocolGRPC {
-			return base
+		if base := deref(observabilityEndpoint); base != "" {
+			return resolveBase(base, proto, path)
 		}
-		return base + path
+		if proto == ProtocolGRPC {
+			return "http://127.0.0.1:4317"
+		}
+		return "http://127.0.0.1:4318" + path
 	}
 	return Config{
-		TracesEnabled:   enableObservability || derefBool(enableTraces),
-		MetricsEnabled:  enableObservability || derefBool(enableMetrics),
+		TracesEnabled:   enabled(enableTraces),
+		MetricsEnabled:  enabled(enableMetrics),
 		TracesEndpoint:  signalURL(tracesEndpoint, "/v1/traces"),
 		MetricsEndpoint: signalURL(metricsEndpoint, "/v1/metrics"),
 		Protocol:        proto,
 	}
+}
+
+// resolveBase applies the host's rules for observability_endpoint (see FromHostOtel).
+func resolveBase(base, proto, signalPath string) string {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return base
+	}
+	if proto == ProtocolGRPC {
+		u.Path, u.RawPath, u.RawQuery, u.Fragment = "", "", "", ""
+		return strings.TrimRight(u.String(), "/")
+	}
+	if u.Path == "" || u.Path == "/" {
+		return strings.TrimRight(base, "/") + signalPath
+	}
+	return base
 }
 
 // FromEnv is the standalone mode: telemetry is off unless an OTLP endpoint variable is set, and the exporters

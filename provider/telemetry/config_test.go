@@ -17,7 +17,7 @@ func TestFromHostOtel(t *testing.T) {
 	}{
 		{
 			name: "all off by default", protocol: "Http",
-			want: Config{TracesEndpoint: "http://localhost:4318/v1/traces", MetricsEndpoint: "http://localhost:4318/v1/metrics", Protocol: "http"},
+			want: Config{TracesEndpoint: "http://127.0.0.1:4318/v1/traces", MetricsEndpoint: "http://127.0.0.1:4318/v1/metrics", Protocol: "http"},
 		},
 		{
 			name: "master switch enables both", obs: true, protocol: "Http", obsEP: ptr("http://collector:4318"),
@@ -25,15 +25,26 @@ func TestFromHostOtel(t *testing.T) {
 				MetricsEndpoint: "http://collector:4318/v1/metrics", Protocol: "http"},
 		},
 		{
-			name: "per-signal switch and trailing slashes trimmed", traces: ptr(true), metrics: ptr(false), protocol: "HTTP",
-			obsEP: ptr("https://otel.example:4318//"),
+			name: "per-signal switch; a trailing slash is no path", traces: ptr(true), metrics: ptr(false), protocol: "HTTP",
+			obsEP: ptr("https://otel.example:4318/"),
 			want: Config{TracesEnabled: true, TracesEndpoint: "https://otel.example:4318/v1/traces",
 				MetricsEndpoint: "https://otel.example:4318/v1/metrics", Protocol: "http"},
 		},
 		{
-			name: "explicit false does not override the master switch", obs: true, traces: ptr(false), protocol: "http",
-			want: Config{TracesEnabled: true, MetricsEnabled: true, TracesEndpoint: "http://localhost:4318/v1/traces",
-				MetricsEndpoint: "http://localhost:4318/v1/metrics", Protocol: "http"},
+			// The host (wasmcloud_core::OtelConfig) uses an observability endpoint that has a path as it is.
+			name: "an endpoint with a path is used as is", obs: true, protocol: "Http", obsEP: ptr("http://gw:4318/otlp"),
+			want: Config{TracesEnabled: true, MetricsEnabled: true, TracesEndpoint: "http://gw:4318/otlp",
+				MetricsEndpoint: "http://gw:4318/otlp", Protocol: "http"},
+		},
+		{
+			name: "an endpoint that is no URL is used as is", obs: true, protocol: "Http", obsEP: ptr("collector:4318"),
+			want: Config{TracesEnabled: true, MetricsEnabled: true, TracesEndpoint: "collector:4318",
+				MetricsEndpoint: "collector:4318", Protocol: "http"},
+		},
+		{
+			name: "grpc endpoint loses its path", obs: true, protocol: "grpc", obsEP: ptr("http://c:4317/some/path"),
+			want: Config{TracesEnabled: true, MetricsEnabled: true, TracesEndpoint: "http://c:4317",
+				MetricsEndpoint: "http://c:4317", Protocol: "grpc"},
 		},
 		{
 			name: "per-signal endpoints used as they are", obs: true, protocol: "Http", obsEP: ptr("http://ignored:1"),
@@ -43,13 +54,13 @@ func TestFromHostOtel(t *testing.T) {
 		},
 		{
 			name: "empty per-signal endpoint falls back", metrics: ptr(true), protocol: "Http", tracesEP: ptr(""), metricsEP: ptr(" "),
-			want: Config{MetricsEnabled: true, TracesEndpoint: "http://localhost:4318/v1/traces",
-				MetricsEndpoint: "http://localhost:4318/v1/metrics", Protocol: "http"},
+			want: Config{MetricsEnabled: true, TracesEndpoint: "http://127.0.0.1:4318/v1/traces",
+				MetricsEndpoint: "http://127.0.0.1:4318/v1/metrics", Protocol: "http"},
 		},
 		{
 			name: "grpc default endpoint has no path", obs: true, protocol: "Grpc",
-			want: Config{TracesEnabled: true, MetricsEnabled: true, TracesEndpoint: "http://localhost:4317",
-				MetricsEndpoint: "http://localhost:4317", Protocol: "grpc"},
+			want: Config{TracesEnabled: true, MetricsEnabled: true, TracesEndpoint: "http://127.0.0.1:4317",
+				MetricsEndpoint: "http://127.0.0.1:4317", Protocol: "grpc"},
 		},
 		{
 			name: "grpc base endpoint trimmed, nothing appended", obs: true, protocol: "GRPC", obsEP: ptr("http://c:4317/"),
@@ -58,12 +69,12 @@ func TestFromHostOtel(t *testing.T) {
 		},
 		{
 			name: "grpc per-signal endpoint as is", traces: ptr(true), protocol: "grpc", tracesEP: ptr("https://t:4317/"),
-			want: Config{TracesEnabled: true, TracesEndpoint: "https://t:4317/", MetricsEndpoint: "http://localhost:4317", Protocol: "grpc"},
+			want: Config{TracesEnabled: true, TracesEndpoint: "https://t:4317/", MetricsEndpoint: "http://127.0.0.1:4317", Protocol: "grpc"},
 		},
 		{
 			name: "unknown or empty protocol means http", obs: true, protocol: "",
-			want: Config{TracesEnabled: true, MetricsEnabled: true, TracesEndpoint: "http://localhost:4318/v1/traces",
-				MetricsEndpoint: "http://localhost:4318/v1/metrics", Protocol: "http"},
+			want: Config{TracesEnabled: true, MetricsEnabled: true, TracesEndpoint: "http://127.0.0.1:4318/v1/traces",
+				MetricsEndpoint: "http://127.0.0.1:4318/v1/metrics", Protocol: "http"},
 		},
 	}
 	for _, tt := range tests {

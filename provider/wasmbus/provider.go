@@ -27,8 +27,8 @@ import (
 )
 
 const (
-	// healthBudget leaves room within the host's 2 s request timeout to send the reply.
-	healthBudget = 1500 * time.Millisecond
+	// defaultRPCTimeout is the host's RPC request timeout when host data names none (WASMCLOUD_RPC_TIMEOUT_MS).
+	defaultRPCTimeout = 2 * time.Second
 	// shutdownBudget and flushBudget fit the host's 300 ms wait before SIGKILL.
 	shutdownBudget = 250 * time.Millisecond
 	flushBudget    = 40 * time.Millisecond
@@ -77,7 +77,8 @@ type Handlers struct {
 	LinkDel func(ctx context.Context, l Link) error
 	// ConfigUpdate receives the full merged config; on error the provider should keep its old settings.
 	ConfigUpdate func(ctx context.Context, cfg map[string]string) error
-	// Health reports whether the provider can serve; it is given about 1.5 s. nil means always healthy.
+	// Health reports whether the provider can serve; it is given ¾ of the host's RPC timeout (1.5 s by default).
+	// nil means always healthy.
 	Health func(ctx context.Context) (healthy bool, message string)
 	// Shutdown drains the provider's work and flushes telemetry before the host gets its reply; it is given about
 	// 250 ms. It must not close or drain the connection passed to New, which carries the reply.
@@ -94,6 +95,8 @@ type Provider struct {
 	xkey     nkeys.KeyPair
 	hostXPub string
 	subjects subjects
+	// healthBudget is the part of the host's RPC timeout a health callback may use; the rest is for the reply.
+	healthBudget time.Duration
 
 	mu      sync.Mutex
 	links   map[linkKey]Link
@@ -159,7 +162,19 @@ func New(nc *nats.Conn, hd *HostData, h Handlers, logger *slog.Logger) (*Provide
 		subjects: newSubjects(hd.LatticeRPCPrefix, hd.ProviderKey, linkPutKey),
 		links:    map[linkKey]Link{},
 		done:     make(chan struct{}),
+
+		healthBudget: healthBudget(hd),
 	}, nil
+}
+
+// healthBudget is three quarters of the host's RPC timeout (default_rpc_timeout_ms, which its health requests
+// wait for), leaving the rest for the reply to travel.
+func healthBudget(hd *HostData) time.Duration {
+	timeout := defaultRPCTimeout
+	if hd.DefaultRPCTimeoutMS != nil && *hd.DefaultRPCTimeoutMS > 0 {
+		timeout = time.Duration(*hd.DefaultRPCTimeoutMS) * time.Millisecond
+	}
+	return timeout * 3 / 4
 }
 
 // Start applies the initial links from the host data, then subscribes to the host's subjects and waits until the
@@ -473,7 +488,7 @@ func (p *Provider) checkHealth(ctx context.Context) healthReply {
 	if p.h.Health == nil {
 		return healthReply{Healthy: true, Message: "healthy"}
 	}
-	ctx, cancel := context.WithTimeout(ctx, healthBudget)
+	ctx, cancel := context.WithTimeout(ctx, p.healthBudget)
 	defer cancel()
 	result := make(chan healthReply, 1)
 	go func() {

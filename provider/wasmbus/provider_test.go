@@ -426,6 +426,46 @@ func TestHealth(t *testing.T) {
 	}
 }
 
+// The host waits default_rpc_timeout_ms for a health reply (its RPC client's request timeout): the callback's
+// budget must fit inside it, whatever the host sets.
+func TestHealthBudgetFollowsHostRPCTimeout(t *testing.T) {
+	k := newTestKeys(t)
+	for _, tt := range []struct {
+		name      string
+		timeoutMS *uint64
+		limit     time.Duration
+	}{
+		{"host default (2 s)", nil, 2 * time.Second},
+		{"short host timeout", ptrTo(uint64(400)), 400 * time.Millisecond},
+		{"long host timeout", ptrTo(uint64(10000)), 10 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			hd := testHostData(k, true)
+			hd.DefaultRPCTimeoutMS = tt.timeoutMS
+			left := make(chan time.Duration, 1)
+			h := startHarness(t, k, hd, Handlers{Health: func(ctx context.Context) (bool, string) {
+				d, ok := ctx.Deadline()
+				if !ok {
+					left <- -1
+				} else {
+					left <- time.Until(d)
+				}
+				return true, ""
+			}})
+			if _, err := h.host.Request(subject(testProvider, "health"), nil, waitLimit); err != nil {
+				t.Fatalf("health request: %v", err)
+			}
+			got := <-left
+			// Some of the host's wait must remain for sending the reply, and the budget must not be tiny.
+			if got <= tt.limit/2 || got >= tt.limit {
+				t.Errorf("health callback budget %v, want between %v and %v (host timeout %v)", got, tt.limit/2, tt.limit, tt.limit)
+			}
+		})
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
 func TestShutdown(t *testing.T) {
 	k := newTestKeys(t)
 	rec := newRecorder()
