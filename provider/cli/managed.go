@@ -336,6 +336,9 @@ func (m *managed) health(ctx context.Context) (bool, string) {
 	if !m.secretsConn.IsConnected() || !m.lattice.IsConnected() {
 		return false, "NATS disconnected; reconnecting"
 	}
+	if err := m.rt.server.Receiving(); err != nil {
+		return false, err.Error()
+	}
 	return m.rt.backend.Health(ctx)
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"net"
 	"strings"
@@ -425,4 +426,26 @@ func TestManagedConfigUpdateNamesSettingsThatNeedARestart(t *testing.T) {
 	if got := m.mustString(hostsim.Ref{Key: "DB_PASSWORD"}); got != "v2-password" {
 		t.Fatalf("after the update: %q (the old backend name still serves)", got)
 	}
+}
+
+// Credentials that may not subscribe to the secrets subjects leave the backend deaf: health says so, naming the
+// subject, instead of a line in a log nobody reads.
+func TestManagedHealthIsUnhealthyWhenSecretsSubscribeIsDenied(t *testing.T) {
+	deaf, err := natstest.Run(&server.Options{Users: []*server.User{{
+		Username: "deaf", Password: "pw",
+		Permissions: &server.Permissions{Subscribe: &server.SubjectPermission{Deny: []string{"wasmcloud.secrets.>"}}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(deaf.Shutdown)
+	port := deaf.Addr().(*net.TCPAddr).Port
+	m := startManaged(t, func(hd hostsim.HostData) {
+		hd["config"].(map[string]string)["NATS_URL"] = fmt.Sprintf("nats://deaf:pw@127.0.0.1:%d", port)
+	})
+	waitFor(t, "unhealthy naming the refused subscription", func() bool {
+		healthy, msg, err := hostsim.Health(context.Background(), m.nc, "default", providerKey)
+		return err == nil && !healthy && strings.Contains(msg, "wasmcloud.secrets.v1alpha1.infisical.>") &&
+			strings.Contains(strings.ToLower(msg), "permission")
+	})
 }

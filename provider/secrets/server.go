@@ -83,8 +83,9 @@ type Server struct {
 	// that watches its context (for example to serve a stale cached value) still has time to be answered.
 	replyBy, handlerBy time.Duration
 
-	mu       sync.Mutex // guards sub, started and stopping
+	mu       sync.Mutex // guards sub, started, stopping and deaf
 	sub      *nats.Subscription
+	deaf     error // why the subscription receives nothing (NATS refused it), or nil
 	started  bool
 	stopping bool // Shutdown was called: Start must not subscribe any more
 
@@ -241,6 +242,11 @@ func (s *Server) Start() error {
 		return fmt.Errorf("secrets server: pending limits: %w", err)
 	}
 	s.sub, s.started = sub, true
+	s.deaf = s.checkSubscribed()
+	if s.deaf != nil {
+		s.log.Error("the secrets subscription receives nothing: give these NATS credentials the right to subscribe "+
+			"to it (hosts send requests on their control connection's account)", "error", s.deaf)
+	}
 	for range s.cfg.Workers {
 		s.workers.Add(1)
 		go s.work()
@@ -248,6 +254,29 @@ func (s *Server) Start() error {
 	s.log.Info("secrets server listening", "subject", s.Subject(), "queue_group", s.cfg.QueueGroup,
 		"server_xkey", s.pub, "workers", s.cfg.Workers)
 	return nil
+}
+
+// subscribeCheck bounds the round trip that tells whether NATS accepted the subscription.
+const subscribeCheck = 2 * time.Second
+
+// checkSubscribed asks NATS for a round trip after subscribing: a server that refuses the subscription (a
+// permissions violation) says so before it answers, and nats.go only reports it asynchronously.
+func (s *Server) checkSubscribed() error {
+	if err := s.nc.FlushTimeout(subscribeCheck); err != nil {
+		return nil // cannot tell now (e.g. reconnecting); the subscription is re-sent on reconnect
+	}
+	err := s.nc.LastError()
+	if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+s.Subject()+`"`) {
+		return fmt.Errorf("NATS refused the subscription to %s: %w", s.Subject(), err)
+	}
+	return nil
+}
+
+// Receiving reports why the server cannot receive requests (NATS refused its subscription), or nil.
+func (s *Server) Receiving() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deaf
 }
 
 // Shutdown stops taking requests (draining the subscription so queued messages still get answered) and waits for the

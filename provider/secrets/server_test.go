@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 )
 
 // testHandler answers by key, so one server covers every handler outcome.
@@ -543,4 +546,59 @@ func TestShutdownThatCannotWaitAnswersEveryRequest(t *testing.T) {
 			t.Fatalf("only %d of %d requests were answered", i, n)
 		}
 	}
+}
+
+// Hosts send requests on their control connection's account; credentials that may not subscribe there leave the
+// backend deaf. NATS only says so asynchronously, so the server must notice and say why (health reports it).
+func TestStartNoticesSubscribePermissionDenied(t *testing.T) {
+	srv, err := natstest.Run(&server.Options{Users: []*server.User{{
+		Username: "deaf", Password: "pw",
+		Permissions: &server.Permissions{Subscribe: &server.SubjectPermission{Deny: []string{"wasmcloud.secrets.>"}}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc := natstest.Connect(t, srv.ClientURL(), nats.UserInfo("deaf", "pw"), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	s, err := NewServer(nc, ServerConfig{Backend: "infisical", XKey: newCurveKey(t), Handler: HandlerFunc(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	err = s.Receiving()
+	if err == nil || !strings.Contains(err.Error(), "wasmcloud.secrets.v1alpha1.infisical.>") || !strings.Contains(err.Error(), "ermission") {
+		t.Errorf("Receiving() = %v, want a permissions error naming the subject", err)
+	}
+
+	// With the right to subscribe, nothing is reported.
+	ok := natstestServerWithoutAuth(t)
+	s2, err := NewServer(ok, ServerConfig{Backend: "infisical", XKey: newCurveKey(t), Handler: HandlerFunc(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s2.Shutdown(context.Background()) })
+	if err := s2.Receiving(); err != nil {
+		t.Errorf("Receiving() = %v, want nil", err)
+	}
+}
+
+func natstestServerWithoutAuth(t *testing.T) *nats.Conn {
+	t.Helper()
+	url, _ := natstest.Start(t)
+	return natstest.Connect(t, url)
+}
+
+func newCurveKey(t *testing.T) nkeys.KeyPair {
+	t.Helper()
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp
 }
