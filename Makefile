@@ -9,7 +9,7 @@ LDFLAGS    := -s -w -X github.com/infisical-secrets-provider/infisical-secrets-p
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME   ?= 10s
 
-.PHONY: all build test lint demo par bench fuzz docs clean
+.PHONY: all build test lint demo par bench fuzz docs clean test-wasmcloud wasmcloud-tools wasmcloud-deps
 
 all: build
 
@@ -27,7 +27,9 @@ lint:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags wasmcloud ./provider/wasmcloudtest/
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags wasmcloud ./provider/wasmcloudtest/
 
 ## demo: embedded NATS, a fake Infisical with a demo project, the backend, and a host-style fetch
 demo:
@@ -63,6 +65,38 @@ bench:
 ## docs: regenerate the settings table in README.md from the code
 docs:
 	$(GO) run ./provider/internal/cmd/docs README.md
+
+## The real wasmCloud 1.x tools, built from registry crates (Rust is test tooling only; the product is Go). Build
+## output stays outside the checkout, so only the first build on a machine is slow (see docs/development.md).
+WASMCLOUD_TOOLS  ?= $(HOME)/.cache/isp-wasmcloud
+WASH_VERSION     := 0.43.0
+NATS_KV_VERSION  := 0.2.0
+WASH             := $(WASMCLOUD_TOOLS)/wash-$(WASH_VERSION)/bin/wash
+NATS_KV          := $(WASMCLOUD_TOOLS)/secrets-nats-kv-$(NATS_KV_VERSION)/bin/secrets-nats-kv
+LATTICE          := $(WASMCLOUD_TOOLS)/target-lattice/debug/isp-lattice
+CARGO            ?= cargo
+
+## wasmcloud-deps: the system packages the Rust builds need (a C compiler, pkg-config, libdbus headers for wash)
+wasmcloud-deps:
+	@command -v $(CARGO) >/dev/null || { echo "cargo is not installed: make test-wasmcloud builds the real wasmCloud tools with it (https://rustup.rs)"; exit 1; }
+	@if ! command -v cc >/dev/null || ! pkg-config --exists dbus-1 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing build-essential pkg-config libdbus-1-dev"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential pkg-config libdbus-1-dev >/dev/null; \
+	  else echo "install a C compiler, pkg-config and the libdbus-1 headers (Debian: build-essential pkg-config libdbus-1-dev)"; exit 1; fi; \
+	fi
+
+## wasmcloud-tools: wash $(WASH_VERSION), secrets-nats-kv $(NATS_KV_VERSION), and our host+wadm runner (provider/internal/lattice)
+wasmcloud-tools: wasmcloud-deps
+	@mkdir -p $(WASMCLOUD_TOOLS)
+	CARGO_TARGET_DIR=$(WASMCLOUD_TOOLS)/target-wash $(CARGO) install --locked --quiet wash --version =$(WASH_VERSION) --root $(WASMCLOUD_TOOLS)/wash-$(WASH_VERSION)
+	CARGO_TARGET_DIR=$(WASMCLOUD_TOOLS)/target-natskv $(CARGO) install --locked --quiet secrets-nats-kv --version =$(NATS_KV_VERSION) --root $(WASMCLOUD_TOOLS)/secrets-nats-kv-$(NATS_KV_VERSION)
+	CARGO_TARGET_DIR=$(WASMCLOUD_TOOLS)/target-lattice $(CARGO) build --locked --quiet --manifest-path provider/internal/lattice/Cargo.toml
+
+## test-wasmcloud: the provider against the real host, wash, wadm and secrets-nats-kv (builds them first)
+test-wasmcloud: par wasmcloud-tools
+	ISP_WASH=$(WASH) ISP_SECRETS_NATS_KV=$(NATS_KV) ISP_LATTICE=$(LATTICE) ISP_PAR=$(CURDIR)/build/$(BIN).par.gz \
+	  $(GO) test -tags wasmcloud -count=1 -timeout 30m -v ./provider/wasmcloudtest/
 
 clean:
 	rm -rf build
