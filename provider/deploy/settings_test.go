@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -32,15 +33,11 @@ func TestManifestSettingsLoad(t *testing.T) {
 		return "placeholder-" + strings.ToLower(name)
 	}
 
-	for _, file := range []string{"wadm.yaml", "local.wadm.yaml"} {
+	shipped := shippedManifests(t)
+	for _, file := range providerManifests {
 		t.Run(file, func(t *testing.T) {
 			m, _ := loadManifest(t, file)
-			var provider *component
-			for i := range m.Spec.Components {
-				if m.Spec.Components[i].Name == providerName {
-					provider = &m.Spec.Components[i]
-				}
-			}
+			provider := findComponent(m, providerName)
 			if provider == nil {
 				t.Fatalf("no component %s", providerName)
 			}
@@ -50,26 +47,37 @@ func TestManifestSettingsLoad(t *testing.T) {
 				t.Fatalf("provider settings from %s: %v", file, err)
 			}
 
-			for _, c := range m.Spec.Components {
-				for _, tr := range c.Traits {
-					var l link
-					if tr.Type != "link" {
+			// Tenant links to this provider, from any shipped manifest: the provider's own, or one naming it as
+			// a shared component.
+			tenants := 0
+			for _, other := range shipped {
+				app, _ := loadManifest(t, other)
+				for _, cl := range links(app) {
+					target := findComponent(app, cl.link.Target.Name)
+					if target == nil || !isProvider(app, target, m) {
 						continue
 					}
-					if err := tr.Properties.Decode(&l); err != nil {
-						t.Fatal(err)
-					}
-					if l.Target.Name != providerName {
-						continue
-					}
-					config, secrets := flatten(t, specs, "tenant link of "+c.Name, l.Target.Config, l.Target.Secrets, placeholder)
+					tenants++
+					where := fmt.Sprintf("%s: tenant link of %s", other, cl.source.Name)
+					config, secrets := flatten(t, specs, where, cl.link.Target.Config, cl.link.Target.Secrets, placeholder)
 					if _, err := settings.LoadTenant(settings.Maps(config, secrets), s.Infisical); err != nil {
-						t.Errorf("tenant link of %s: %v", c.Name, err)
+						t.Errorf("%s: %v", where, err)
 					}
 				}
 			}
+			if tenants == 0 {
+				t.Errorf("no shipped manifest has a tenant link to the provider of %s", file)
+			}
 		})
 	}
+}
+
+// isProvider reports whether c, a component of app, is the provider that prov deploys.
+func isProvider(app *manifest, c *component, prov *manifest) bool {
+	if a := c.Properties.Application; a != nil {
+		return a.Name == prov.Metadata.Name && a.Component == providerName
+	}
+	return app.Metadata.Name == prov.Metadata.Name && c.Name == providerName
 }
 
 // flatten merges config entries into one map and gives each secret a placeholder value, checking every name.
