@@ -497,8 +497,11 @@ func checkProvider(m *manifest) []error {
 		bad("no provider component %q", providerName)
 		return errs
 	}
-	if p.Type != "capability" || p.Properties.ID != providerName {
-		bad("provider %q: type %q id %q, want capability with id %q", providerName, p.Type, p.Properties.ID, providerName)
+	// wadm resolves a link to a shared component to the id it computes from the names, ignoring any `id` the
+	// provider's manifest sets: with one, other applications' tenant links would name a provider that does not exist.
+	if p.Type != "capability" || p.Properties.ID != "" {
+		bad("provider %q: type %q id %q, want capability without an id (shared components are linked by %s)",
+			providerName, p.Type, p.Properties.ID, wadmName(m.Metadata.Name, providerName))
 	}
 	settings := map[string]any{}
 	for _, c := range p.Properties.Config {
@@ -602,6 +605,9 @@ func checkTenant(prov *manifest, wit witWorld) rule {
 			if a := *target.Properties.Application; a.Name != prov.Metadata.Name || a.Component != providerName {
 				bad("%s: shared component is %s/%s, want the provider manifest's %s/%s", w, a.Name, a.Component,
 					prov.Metadata.Name, providerName)
+			}
+			if got, want := componentID(m, target), componentID(prov, &provComp); got != want {
+				bad("%s: the link resolves to provider id %q, but the provider runs as %q", w, got, want)
 			}
 			if target.Type != provComp.Type {
 				bad("%s: target type %q, want the provider's %q (wadm matches shared components by type)", w, target.Type, provComp.Type)
@@ -971,11 +977,12 @@ func TestValidateCatchesMistakes(t *testing.T) {
 			m.Spec.Components = append(m.Spec.Components, *mustComponent(t, m, api))
 		}, "Duplicate component name in manifest: api"},
 		{"duplicate component id", prod, func(t *testing.T, m *manifest) {
-			c := *mustComponent(t, m, providerName)
-			c.Name = "again"
-			c.Traits = nil
-			m.Spec.Components = append(m.Spec.Components, c)
-		}, "Duplicate component identifier in manifest: " + providerName},
+			c := mustComponent(t, m, providerName)
+			c.Properties.ID = "twice"
+			again := *c
+			again.Name, again.Traits, again.Properties.Secrets = "again", nil, nil
+			m.Spec.Components = append(m.Spec.Components, again)
+		}, "Duplicate component identifier in manifest: twice"},
 		{"secret names unknown policy", app, func(t *testing.T, m *manifest) {
 			mustComponent(t, m, api).Properties.Secrets[0].Properties["policy"] = "nope"
 		}, "unknown policy 'nope'"},
@@ -1079,7 +1086,7 @@ func TestValidateCatchesMistakes(t *testing.T) {
 		}, "daemonscaler instances 2, want 1"},
 		{"no scaler", prod, func(t *testing.T, m *manifest) { mustComponent(t, m, providerName).Traits = nil }, "0 scaler traits"},
 		{"no provider", prod, func(t *testing.T, m *manifest) { mustComponent(t, m, providerName).Name = "other" }, "no provider component"},
-		{"provider id", prod, func(t *testing.T, m *manifest) { mustComponent(t, m, providerName).Properties.ID = "infisical" }, `id "infisical"`},
+		{"provider id", prod, func(t *testing.T, m *manifest) { mustComponent(t, m, providerName).Properties.ID = "infisical-secrets" }, `id "infisical-secrets"`},
 		{"provider secret from itself", prod, func(t *testing.T, m *manifest) { m.Spec.Policies[0].Properties["backend"] = backendName }, "cannot fetch its own credentials"},
 		{"provider lacks xkey seed", prod, func(t *testing.T, m *manifest) {
 			c := mustComponent(t, m, providerName)

@@ -27,8 +27,8 @@ const (
 	projectID    = "11111111-2222-3333-4444-555555555555"
 	clientID     = "provider-client-id"
 	clientSecret = "provider-client-secret"
-	providerApp  = "infisical-secrets" // local.wadm.yaml's metadata.name
-	providerID   = "infisical-secrets" // its component id
+	providerApp  = "infisical-secrets"                   // local.wadm.yaml's metadata.name
+	providerID   = "infisical_secrets-infisical_secrets" // the id wadm computes for it
 )
 
 // parFile is a signed provider archive built for a test.
