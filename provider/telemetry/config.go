@@ -136,5 +136,3 @@ func deref(s *string) string {
 	}
 	return strings.TrimSpace(*s)
 }
-
-func derefBool(b *bool) bool { return b != nil && *b }
