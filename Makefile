@@ -92,7 +92,8 @@ wasmcloud-tools: wasmcloud-deps
 	@mkdir -p $(WASMCLOUD_TOOLS)
 	CARGO_TARGET_DIR=$(WASMCLOUD_TOOLS)/target-wash $(CARGO) install --locked --quiet wash --version =$(WASH_VERSION) --root $(WASMCLOUD_TOOLS)/wash-$(WASH_VERSION)
 	CARGO_TARGET_DIR=$(WASMCLOUD_TOOLS)/target-natskv $(CARGO) install --locked --quiet secrets-nats-kv --version =$(NATS_KV_VERSION) --root $(WASMCLOUD_TOOLS)/secrets-nats-kv-$(NATS_KV_VERSION)
-	CARGO_TARGET_DIR=$(WASMCLOUD_TOOLS)/target-lattice $(CARGO) build --locked --quiet --manifest-path provider/internal/lattice/Cargo.toml
+	CARGO_TARGET_DIR=$(WASMCLOUD_TOOLS)/target-lattice RUSTC_WRAPPER=$(CURDIR)/provider/internal/lattice/rustc-wrapper.sh \
+	  $(CARGO) build --locked --quiet --manifest-path provider/internal/lattice/Cargo.toml
 
 ## test-wasmcloud: the provider against the real host, wash, wadm and secrets-nats-kv (builds them first)
 test-wasmcloud: par wasmcloud-tools
