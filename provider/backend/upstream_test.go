@@ -145,6 +145,10 @@ func TestDialReadsTheCACertPath(t *testing.T) {
 			wantErr: []string{"INFISICAL_CA_CERT_PATH", "cannot read", "missing.pem"}},
 		{name: "no PEM in the file", path: writeTestFile(t, "junk.pem", "junk"),
 			wantErr: []string{"INFISICAL_CA_CERT_PATH", "junk.pem holds no PEM certificate"}},
+		{name: "file over 1 MiB", path: writeTestFile(t, "huge.pem", strings.Repeat("x", 2<<20)),
+			wantErr: []string{"INFISICAL_CA_CERT_PATH", "larger than 1 MiB"}},
+		{name: "not a regular file", path: os.DevNull,
+			wantErr: []string{"INFISICAL_CA_CERT_PATH", "not a regular file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/files"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
@@ -176,12 +177,7 @@ func runGet(ctx context.Context, e *env, args []string) int {
 
 	url := setting(e, "NATS_URL")
 	opts := []nats.Option{nats.Name("infisical-secrets-provider get"), nats.Timeout(5 * time.Second)}
-	if c := setting(e, "NATS_CREDS"); c != "" {
-		opts = append(opts, nats.UserCredentials(c))
-	}
-	if ca := setting(e, "NATS_TLS_CA"); ca != "" {
-		opts = append(opts, nats.RootCAs(ca))
-	}
+	opts = append(opts, natsFileOptions(setting(e, "NATS_CREDS"), setting(e, "NATS_TLS_CA"))...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "NATS Connection Failed: Failed to connect to NATS at %s: %v\n"+
@@ -267,7 +263,7 @@ func loadIssuer(v string) (nkeys.KeyPair, error) {
 	}
 	seed := strings.TrimSpace(v)
 	if _, err := nkeys.FromSeed([]byte(seed)); err != nil {
-		b, rerr := os.ReadFile(v)
+		b, rerr := files.Read(v)
 		if rerr != nil {
 			if strings.HasPrefix(seed, "S") {
 				return nil, fmt.Errorf("not an nkey seed: %w", err)

@@ -443,6 +443,8 @@ func TestAuthMethods(t *testing.T) {
 		return p
 	}
 	k8sPath := write("k8s", "k8s-sa-token\n")
+	// A setting that names a huge file must fail with a clear error, not be read whole and sent to Infisical.
+	huge := write("huge", strings.Repeat("x", 2<<20))
 	oidcPath := write("oidc", "oidc-token\n")
 	// AWS credentials from the environment only: the SDK signs an STS request locally and never calls AWS.
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
@@ -467,6 +469,9 @@ func TestAuthMethods(t *testing.T) {
 		{name: "aws-iam", creds: Credentials{Method: MethodAWSIAM, IdentityID: "id-aws"}, route: fakeinfisical.RouteAWSLogin, identity: "id-aws"},
 		{name: "static token", creds: Credentials{Method: MethodToken, AccessToken: login(t, fake.URL)}, identity: clientID},
 		{name: "wrong jwt", creds: Credentials{Method: MethodJWT, IdentityID: "id-jwt", JWT: "other"}, route: fakeinfisical.RouteJWTLogin, identity: "id-jwt", wantError: "JWT does not match"},
+		{name: "kubernetes token file over 1 MiB", creds: Credentials{Method: MethodKubernetes, IdentityID: "id-k8s", KubernetesTokenPath: huge}, wantError: "larger than 1 MiB"},
+		{name: "oidc token file over 1 MiB", creds: Credentials{Method: MethodOIDC, IdentityID: "id-oidc", OIDCTokenPath: huge}, wantError: "larger than 1 MiB"},
+		{name: "gcp key file over 1 MiB", creds: Credentials{Method: MethodGCPIAM, IdentityID: "id-gcp", GCPKeyFile: huge}, wantError: "larger than 1 MiB"},
 		{name: "kubernetes token file missing", creds: Credentials{Method: MethodKubernetes, IdentityID: "id-k8s", KubernetesTokenPath: filepath.Join(dir, "missing")}, wantError: "read Kubernetes service account token from"},
 	}
 	for _, tt := range tests {
