@@ -181,7 +181,7 @@ func (m *managed) linkPut(_ context.Context, l wasmbus.Link) error {
 		m.log.Debug("ignoring a link where this provider is the source", "target", l.Target)
 		return nil
 	}
-	tl, err := m.loadTenant(l, m.settings().Infisical)
+	tl, err := m.loadTenant(l, m.settings())
 	if err != nil {
 		m.log.Error("tenant link rejected: fix its target config or secrets", "source", l.SourceID, "error", err)
 		return err
@@ -211,7 +211,7 @@ func (m *managed) linkPut(_ context.Context, l wasmbus.Link) error {
 	return nil
 }
 
-func (m *managed) loadTenant(l wasmbus.Link, defaults settings.Infisical) (*tenantLink, error) {
+func (m *managed) loadTenant(l wasmbus.Link, defaults *settings.Settings) (*tenantLink, error) {
 	secretsText := make(map[string]string, len(l.Secrets))
 	for k, v := range l.Secrets {
 		secretsText[k] = v.Text()
@@ -290,7 +290,7 @@ func (m *managed) configUpdate(_ context.Context, cfg map[string]string) error {
 	}
 	// Tenants inherit what their links leave unset from the provider's settings: rebuild them.
 	for _, tl := range links {
-		fresh, err := m.loadTenant(tl.link, s.Infisical)
+		fresh, err := m.loadTenant(tl.link, s)
 		if err != nil {
 			m.log.Error("a tenant link no longer loads with the new provider settings; it keeps its previous ones",
 				"source", tl.link.SourceID, "error", err)

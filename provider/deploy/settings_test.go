@@ -63,7 +63,7 @@ func TestManifestSettingsLoad(t *testing.T) {
 						continue
 					}
 					config, secrets := flatten(t, specs, "tenant link of "+c.Name, l.Target.Config, l.Target.Secrets, placeholder)
-					if _, err := settings.LoadTenant(settings.Maps(config, secrets), s.Infisical); err != nil {
+					if _, err := settings.LoadTenant(settings.Maps(config, secrets), s); err != nil {
 						t.Errorf("tenant link of %s: %v", c.Name, err)
 					}
 				}

@@ -26,6 +26,9 @@ type Settings struct {
 	TrustedIssuers []string // nil = nobody; ["*"] = anyone
 	AccessRules    string   // raw JSON, validated by access.New
 
+	TenantAmbientAuth bool          // tenant links may log in with the provider's platform identity
+	TenantClaims      []TenantClaim // which link sources may serve an application other than their own
+
 	LogLevel  slog.Level
 	LogFormat string // "text" | "json"
 }
@@ -59,6 +62,12 @@ type Infisical struct {
 type Tenant struct {
 	Infisical
 	Application string // APPLICATION: the wadm application name, or "" to let the caller derive it from the link
+}
+
+// TenantClaim lets the tenant link from one source serve an application other than the source's own.
+type TenantClaim struct {
+	Source      string // link source id, exactly as the host reports it
+	Application string // application name as APPLICATION writes it
 }
 
 // Auth methods, as INFISICAL_AUTH_METHOD spells them.
