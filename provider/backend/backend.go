@@ -46,6 +46,7 @@ type identity struct {
 	timeout  time.Duration // UPSTREAM_TIMEOUT its client was made with
 	id       string        // non-secret hash naming the credentials, part of every cache key
 	upstream Upstream
+	refused  string // set (and upstream nil) for an application whose tenant link was refused: it fails closed
 }
 
 type cacheKey struct {
@@ -191,7 +192,7 @@ func (b *Backend) SetTenant(appKey string, s settings.Infisical) error {
 	b.mu.RLock()
 	same := b.tenants[appKey]
 	b.mu.RUnlock()
-	if same != nil && same.settings == s && same.timeout == timeout {
+	if same != nil && same.refused == "" && same.settings == s && same.timeout == timeout {
 		// Links are put again (one per component of an app, or by wadm): keep the client, its token and its
 		// login back-off, so repeats cost Infisical nothing.
 		return nil
@@ -201,32 +202,50 @@ func (b *Backend) SetTenant(appKey string, s settings.Infisical) error {
 		return err
 	}
 	id.label = appKey
-	b.mu.Lock()
-	old := b.tenants[appKey]
-	b.tenants[appKey] = id
-	b.mu.Unlock()
-	if old != nil {
-		retire(old.upstream)
-	}
+	b.swapTenant(appKey, id)
 	b.log.Info("tenant set", "application", appKey, "project", s.ProjectID, "environment", s.Environment)
 	return nil
+}
+
+// RefuseTenant makes requests from the application whose key is appKey fail, with reason, instead of being served
+// by the provider's identity or a previous tenant's: its tenant link was refused, and it fails closed.
+func (b *Backend) RefuseTenant(appKey, reason string) {
+	b.changing.Lock()
+	defer b.changing.Unlock()
+	b.swapTenant(appKey, &identity{label: appKey, refused: reason})
+	b.log.Warn("tenant refused: the application's requests fail until its link is fixed or deleted", "application", appKey,
+		"reason", reason)
 }
 
 // RemoveTenant drops a tenant and its cached values; its application falls back to the provider's settings.
 func (b *Backend) RemoveTenant(appKey string) {
 	b.changing.Lock()
 	defer b.changing.Unlock()
+	if b.swapTenant(appKey, nil) {
+		b.log.Info("tenant removed", "application", appKey)
+	}
+}
+
+// swapTenant installs next (nil removes the tenant) and retires the one it replaces, dropping its cached values
+// unless next reads as the same identity. It reports whether there was a tenant. Callers hold b.changing.
+func (b *Backend) swapTenant(appKey string, next *identity) bool {
 	b.mu.Lock()
 	old := b.tenants[appKey]
-	delete(b.tenants, appKey)
+	if next == nil {
+		delete(b.tenants, appKey)
+	} else {
+		b.tenants[appKey] = next
+	}
 	c := b.cache
 	b.mu.Unlock()
-	if old == nil {
-		return
+	if old == nil || old.upstream == nil {
+		return old != nil
 	}
-	c.DeleteFunc(func(k cacheKey) bool { return k.identity == old.id })
+	if next == nil || next.id != old.id {
+		c.DeleteFunc(func(k cacheKey) bool { return k.identity == old.id })
+	}
 	retire(old.upstream)
-	b.log.Info("tenant removed", "application", appKey)
+	return true
 }
 
 // Close releases every upstream client.
@@ -237,7 +256,9 @@ func (b *Backend) Close() {
 		closeUpstream(b.defaults.upstream)
 	}
 	for _, t := range b.tenants {
-		closeUpstream(t.upstream)
+		if t.upstream != nil {
+			closeUpstream(t.upstream)
+		}
 	}
 }
 
@@ -305,6 +326,11 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 		id = t
 	}
 	b.mu.RUnlock()
+	if id.refused != "" {
+		secrets.Annotate(ctx, slog.String("identity", id.label), slog.String("detail", id.refused))
+		return nil, secrets.NewError(secrets.KindUpstreamError, fmt.Sprintf(
+			"the tenant link of application %s was refused (%s); the provider's log names the problem", id.label, id.refused))
+	}
 
 	inf := id.settings
 	project, environment, base := inf.ProjectID, inf.Environment, inf.SecretPath

@@ -214,6 +214,8 @@ func TestManagedInitialLinksFromHostData(t *testing.T) {
 		hk, _ := nkeys.CreateCurveKeys()
 		pub, _ := hk.PublicKey()
 		hd["host_xkey_public_key"] = pub
+		// The link's source belongs to application storefront: serving shop takes the operator's leave.
+		hd["config"].(map[string]string)["TENANT_CLAIMS"] = "storefront-api=shop"
 		sealed, err := hostsim.SealLinkSecrets(hk, hd.ProviderXKeyPublic(), map[string]any{
 			"INFISICAL_CLIENT_ID":     hostsim.BytesSecret([]byte("shop-client")),
 			"INFISICAL_CLIENT_SECRET": hostsim.StringSecret("shop-secret"),
@@ -232,7 +234,7 @@ func TestManagedInitialLinksFromHostData(t *testing.T) {
 	m.fake.AddIdentity("shop-client", "shop-secret", "shop-project")
 	m.fake.SetSecret("shop-project", "prod", "/", "DB_PASSWORD", "shop-password")
 	if got := m.mustString(hostsim.Ref{Key: "DB_PASSWORD", Application: "shop"}); got != "shop-password" {
-		t.Fatalf("shop = %q; want the tenant's value (APPLICATION in the link config)", got)
+		t.Fatalf("shop = %q; want the tenant's value (APPLICATION in the link config, allowed by TENANT_CLAIMS)", got)
 	}
 }
 
