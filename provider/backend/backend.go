@@ -65,12 +65,13 @@ type Backend struct {
 	// changing serializes Reconfigure, SetTenant and RemoveTenant, which each read, dial and swap.
 	changing sync.Mutex
 
-	mu       sync.RWMutex
-	settings *settings.Settings
-	policy   *access.Policy
-	defaults *identity
-	tenants  map[string]*identity
-	cache    *cache.Cache[cacheKey, infisical.Secret]
+	mu        sync.RWMutex
+	settings  *settings.Settings
+	policy    *access.Policy
+	overrides []string // policy properties a request may set to other than the identity's default
+	defaults  *identity
+	tenants   map[string]*identity
+	cache     *cache.Cache[cacheKey, infisical.Secret]
 }
 
 // New validates the settings and prepares the provider-level identity (no network call yet: logins are lazy).
@@ -111,7 +112,7 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	}
 	b.mu.Lock()
 	prev := b.settings
-	b.settings, b.policy, b.defaults = s, policy, def
+	b.settings, b.policy, b.defaults, b.overrides = s, policy, def, s.AllowedOverrides()
 	if b.cache == nil || prev == nil || prev.CacheTTL != s.CacheTTL || prev.StaleIfError != s.StaleIfError || prev.UpstreamTimeout != s.UpstreamTimeout {
 		b.cache = newCache(s, b.now)
 	}
@@ -320,7 +321,7 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 	}
 
 	b.mu.RLock()
-	policy, c := b.policy, b.cache
+	policy, c, overrides := b.policy, b.cache, b.overrides
 	id := b.defaults
 	if t, ok := b.tenants[ApplicationKey(v.Application)]; ok && v.Application != "" {
 		id = t
@@ -333,6 +334,9 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 	}
 
 	inf := id.settings
+	if err := checkOverrides(opts, inf, overrides); err != nil {
+		return nil, err
+	}
 	project, environment, base := inf.ProjectID, inf.Environment, inf.SecretPath
 	if opts.projectID != "" {
 		project = opts.projectID

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -128,5 +129,54 @@ func TestRefusedTenantFailsClosed(t *testing.T) {
 	b.RemoveTenant("shop")
 	if got, err := b.get(t, shop); err != nil || got != "provider-value" {
 		t.Fatalf("after the refused tenant is removed: %q, %v", got, err)
+	}
+}
+
+// A requester writes the secret policy, so project_id, environment and secret_path overrides are its choice: with
+// ACCESS_RULES set, none is allowed unless POLICY_OVERRIDES says so, even where no rule names the environment.
+func TestPolicyOverridesNeedTheOperatorsLeave(t *testing.T) {
+	values := store{"prod:/shop/DB": "prod-value", "dev:/shop/DB": "dev-value", "prod:/other/shop/DB": "other-value"}
+	up := &funcUpstream{fn: values.read}
+	rules := `[{"key":"/shop/**"},{"key":"/other/**"}]`
+	tests := []struct {
+		name     string
+		settings []string
+		key      string // "" = /shop/DB
+		props    map[string]string
+		want     string // value; "" = PolicyError naming the property
+		prop     string
+	}{
+		{name: "rules set: environment override refused", settings: []string{"ACCESS_RULES", rules},
+			props: map[string]string{"environment": "dev"}, prop: "environment"},
+		{name: "rules set: project override refused", settings: []string{"ACCESS_RULES", rules},
+			props: map[string]string{"project_id": "another"}, prop: "project_id"},
+		{name: "rules set: secret_path moves only relative keys, which the rules see resolved",
+			settings: []string{"ACCESS_RULES", rules}, key: "shop/DB", props: map[string]string{"secret_path": "/other"}, want: "other-value"},
+		{name: "rules set, only project_id allowed", settings: []string{"ACCESS_RULES", rules, "POLICY_OVERRIDES", "project_id"},
+			key: "shop/DB", props: map[string]string{"secret_path": "/other"}, prop: "secret_path"},
+		{name: "rules set: the default value is no override", settings: []string{"ACCESS_RULES", rules},
+			props: map[string]string{"environment": "prod", "secret_path": "/"}, want: "prod-value"},
+		{name: "rules set, environment allowed", settings: []string{"ACCESS_RULES", rules, "POLICY_OVERRIDES", "environment"},
+			props: map[string]string{"environment": "dev"}, want: "dev-value"},
+		{name: "no rules: every override, as before", props: map[string]string{"environment": "dev"}, want: "dev-value"},
+		{name: "no rules, none allowed", settings: []string{"POLICY_OVERRIDES", "none"},
+			props: map[string]string{"secret_path": "/other"}, prop: "secret_path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newTestBackend(t, up, nil, tt.settings...)
+			key := cmp.Or(tt.key, "/shop/DB")
+			got, err := b.get(t, request{key: key, props: tt.props})
+			if tt.want != "" {
+				if err != nil || got != tt.want {
+					t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+				}
+				return
+			}
+			wantWireError(t, err, secrets.KindPolicyError, tt.prop)
+			if !strings.Contains(err.Error(), "POLICY_OVERRIDES") {
+				t.Fatalf("error %q does not name the setting that allows it", err)
+			}
+		})
 	}
 }

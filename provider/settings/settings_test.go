@@ -245,6 +245,15 @@ func TestValidValues(t *testing.T) {
 		{"CA PEM", []string{"INFISICAL_CA_CERT", ca}, func(s *Settings) bool { return s.Infisical.CACert == strings.TrimSpace(ca) }},
 		{"CA PEM with literal newlines", []string{"INFISICAL_CA_CERT", strings.ReplaceAll(strings.TrimSpace(ca), "\n", `\n`)},
 			func(s *Settings) bool { return s.Infisical.CACert == strings.TrimSpace(ca) }},
+		{"policy overrides listed", []string{"POLICY_OVERRIDES", " Environment, secret_path,environment "},
+			func(s *Settings) bool {
+				return s.PolicyOverrides == "environment,secret_path" && slices.Equal(s.AllowedOverrides(), []string{"environment", "secret_path"})
+			}},
+		{"policy overrides none", []string{"POLICY_OVERRIDES", "NONE"}, func(s *Settings) bool { return s.AllowedOverrides() == nil }},
+		{"policy overrides default without rules", nil,
+			func(s *Settings) bool { return slices.Equal(s.AllowedOverrides(), OverrideProperties) }},
+		{"policy overrides default with rules", []string{"ACCESS_RULES", `[{"key":"/a/*"}]`},
+			func(s *Settings) bool { return slices.Equal(s.AllowedOverrides(), []string{"secret_path"}) }},
 		{"tenant ambient auth", []string{"TENANT_AMBIENT_AUTH", "TRUE"}, func(s *Settings) bool { return s.TenantAmbientAuth }},
 		{"tenant claims", []string{"TENANT_CLAIMS", " storefront-api=shop, ,ops=Billing-2 "},
 			func(s *Settings) bool {
@@ -297,6 +306,7 @@ func TestMalformedValues(t *testing.T) {
 		{"LOG_LEVEL", "verbose", "not a log level"},
 		{"LOG_FORMAT", "xml", "not a log format"},
 		{"TENANT_AMBIENT_AUTH", "yes", "not a boolean"},
+		{"POLICY_OVERRIDES", "environment,version", "not an override property"},
 		{"TENANT_CLAIMS", "storefront-api", "not SOURCE=APPLICATION"},
 		{"TENANT_CLAIMS", "=shop", "not SOURCE=APPLICATION"},
 		{"TENANT_CLAIMS", "a=b=c", "not SOURCE=APPLICATION"},

@@ -148,6 +148,9 @@ var table = []entry{
 	text(Spec{Name: "ACCESS_RULES",
 		Help: "JSON array of access rules; unset = every trusted issuer may read every secret"},
 		func(s *Settings) *string { return &s.AccessRules }, checkJSON),
+	text(Spec{Name: "POLICY_OVERRIDES",
+		Help: "policy properties among project_id, environment, secret_path that a manifest's secret policy may set to other than the identity's default, comma-separated, or none; unset = secret_path only when ACCESS_RULES is set, all three otherwise"},
+		func(s *Settings) *string { return &s.PolicyOverrides }, checkPolicyOverrides),
 	{Spec: Spec{Name: "LOG_LEVEL", Default: "info",
 		Help: "debug, info, warn or error"},
 		set: setLogLevel,
@@ -418,4 +421,28 @@ func tenantClaimsText(claims []TenantClaim) string {
 		parts[i] = c.Source + "=" + c.Application
 	}
 	return strings.Join(parts, ",")
+}
+
+// OverrideProperties are the policy properties that change where a request reads, which POLICY_OVERRIDES governs.
+var OverrideProperties = []string{"project_id", "environment", "secret_path"}
+
+func checkPolicyOverrides(v string) (string, error) {
+	if strings.EqualFold(v, "none") {
+		return "none", nil
+	}
+	var props []string
+	for p := range strings.SplitSeq(v, ",") {
+		p = strings.ToLower(strings.TrimSpace(p))
+		switch {
+		case p == "":
+		case !slices.Contains(OverrideProperties, p):
+			return "", fmt.Errorf("%q is not an override property; list some of %s, or write none", p, strings.Join(OverrideProperties, ", "))
+		case !slices.Contains(props, p):
+			props = append(props, p)
+		}
+	}
+	if len(props) == 0 {
+		return "none", nil
+	}
+	return strings.Join(props, ","), nil
 }
