@@ -87,7 +87,8 @@ type SecretRef struct {
 	IncludeImports         bool
 }
 
-// Secret is what Infisical returned for a SecretRef.
+// Secret is what Infisical returned for a SecretRef. Path and Environment are where Infisical says the value lives
+// ("" when it did not say, as older versions do not): with IncludeImports, possibly an imported folder.
 type Secret struct {
 	Name, Value, Path, Environment string
 	Version                        int
@@ -509,15 +510,10 @@ func (c *Client) read(ctx context.Context, s *session, opts sdk.RetrieveSecretOp
 	if err != nil {
 		return Secret{}, err
 	}
-	path := raw.SecretPath
-	if path == "" {
-		path = opts.SecretPath
-	}
-	env := raw.Environment
-	if env == "" {
-		env = opts.Environment
-	}
-	return Secret{Name: raw.SecretKey, Value: raw.SecretValue, Path: path, Environment: env, Version: raw.Version}, nil
+	// Path and Environment are what Infisical said, never filled in from the request: with include_imports they
+	// say where the value comes from, and the caller must know when Infisical did not say.
+	return Secret{Name: raw.SecretKey, Value: raw.SecretValue, Path: raw.SecretPath, Environment: raw.Environment,
+		Version: raw.Version}, nil
 }
 
 // record puts the outcome of one Infisical call on its span and counter; never a value or a token.

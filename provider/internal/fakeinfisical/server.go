@@ -91,6 +91,11 @@ func WithLockout(threshold int, window, duration time.Duration) Option {
 	return func(s *Server) { s.lockThreshold, s.lockWindow, s.lockDuration = threshold, window, duration }
 }
 
+// WithoutSecretPath makes single-secret answers omit secretPath, as older Infisical versions do.
+func WithoutSecretPath() Option {
+	return func(s *Server) { s.omitSecretPath = true }
+}
+
 type failure struct {
 	status  int
 	message string
@@ -127,6 +132,8 @@ type Server struct {
 	fails         map[Route][]failure
 	hung          map[Route]bool
 	hangChanged   chan struct{}
+
+	omitSecretPath bool
 }
 
 // New starts a plain-HTTP fake on 127.0.0.1 and stops it when the test ends.
