@@ -122,8 +122,8 @@ func resolveKey(base, key string) (folder, name string, err error) {
 	if strings.HasSuffix(key, "/") {
 		return "", "", fmt.Errorf("key %q names a folder, not a secret", key)
 	}
-	if strings.ContainsAny(key, ":\x00") {
-		return "", "", fmt.Errorf("key %q contains a character Infisical does not allow in names", key)
+	if strings.ContainsRune(key, ':') || strings.ContainsFunc(key, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return "", "", fmt.Errorf("key %q contains ':' or a control character, which Infisical does not allow in names", key)
 	}
 	full := key
 	if !strings.HasPrefix(key, "/") {

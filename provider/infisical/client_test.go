@@ -626,3 +626,37 @@ func TestRetireStopsTheRefreshButKeepsServing(t *testing.T) {
 		t.Fatalf("a read on a retired client: %v", err)
 	}
 }
+
+// A secret name goes into the URL path: every character Infisical allows in a name must reach it as that name, and
+// none may end the path or change another parameter (';', '&', '=', '?', '#', '%').
+func TestSecretNamesAreEscaped(t *testing.T) {
+	fake := newFake(t)
+	c := newClient(t, fake.URL, nil)
+	names := map[string]string{
+		"a;b=c&d":              "/api/v3/secrets/raw/a%3Bb%3Dc%26d",
+		"what?environment=dev": "/api/v3/secrets/raw/what%3Fenvironment%3Ddev",
+		"100% #1":              "/api/v3/secrets/raw/100%25%20%231",
+		"plain.NAME-1":         "/api/v3/secrets/raw/plain.NAME-1",
+	}
+	for name, rawPath := range names {
+		fake.SetSecret(project, "dev", "/", name, "value of "+name)
+		got, err := c.GetSecret(ctxWithin(t, 5*time.Second), rootRef(name))
+		if err != nil || got.Value != "value of "+name {
+			t.Fatalf("%q: %+v, %v", name, got, err)
+		}
+		reqs := fake.Requests()
+		last := reqs[len(reqs)-1]
+		if last.RawPath != rawPath || last.Query.Get("environment") != "dev" || len(last.Query["environment"]) != 1 {
+			t.Fatalf("%q was sent as %s?%s; want path %s and the one environment dev", name, last.RawPath, last.Query.Encode(), rawPath)
+		}
+	}
+	// Names Infisical cannot hold are refused before anything is sent.
+	for _, name := range []string{"a/b", "a:b", "a\nb", "a\x00b", "..", "."} {
+		before := fake.Reads()
+		_, err := c.GetSecret(ctxWithin(t, 5*time.Second), rootRef(name))
+		wantKind(t, err, KindBadRequest, "may not contain")
+		if fake.Reads() != before {
+			t.Fatalf("%q was sent to Infisical", name)
+		}
+	}
+}
