@@ -544,3 +544,59 @@ func TestShutdownThatCannotWaitAnswersEveryRequest(t *testing.T) {
 		}
 	}
 }
+
+// An oversized request is refused when it arrives, never queued: the queue's memory bound holds only if nothing
+// bigger than MaxPayload (and MaxHeaderBytes of headers) ever waits in it. Here the one worker is busy and the one
+// queue slot taken, so only the arrival check can answer.
+func TestOversizedRequestsAreRefusedOnArrival(t *testing.T) {
+	entered, release := make(chan struct{}, 4), make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, v *Verified) (*Secret, error) {
+		entered <- struct{}{}
+		<-release
+		return &Secret{Version: "1", StringSecret: strp("v")}, nil
+	})
+	f := newFixture(t, h, func(c *ServerConfig) { c.Workers, c.QueueSize = 1, 1 })
+	inbox := nats.NewInbox()
+	sub, err := f.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(hdr nats.Header, data []byte) {
+		t.Helper()
+		if err := f.nc.PublishMsg(&nats.Msg{Subject: f.subject("get"), Reply: inbox, Header: hdr, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hdr, data, _ := f.seal(f.id.request("db", ""))
+	send(hdr, data)
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first request never reached the handler")
+	}
+	send(hdr, data) // waits in the one queue slot
+	if err := f.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	big := nats.Header{HostXkeyHeader: hdr[HostXkeyHeader], "X-Padding": []string{strings.Repeat("p", MaxHeaderBytes)}}
+	for _, tt := range []struct {
+		name string
+		hdr  nats.Header
+		data []byte
+		want string
+	}{
+		{name: "payload", hdr: hdr, data: bytes.Repeat([]byte{1}, MaxPayload+1), want: `{"error":"InvalidPayload"}`},
+		{name: "headers", hdr: big, data: data, want: `{"error":"InvalidHeaders"}`},
+	} {
+		reply := f.raw(f.subject("get"), tt.hdr, tt.data)
+		if string(reply.Data) != tt.want {
+			t.Errorf("oversized %s while the queue is full: reply %s; want %s", tt.name, reply.Data, tt.want)
+		}
+	}
+	close(release)
+	for range 2 {
+		if _, err := sub.NextMsg(5 * time.Second); err != nil {
+			t.Fatalf("a queued request got no reply: %v", err)
+		}
+	}
+}
