@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
 )
 
 // testHandler answers by key, so one server covers every handler outcome.
@@ -133,6 +135,13 @@ func TestGetErrorReplies(t *testing.T) {
 			`{"InvalidEntityJWT":"invalid token format, expected 3 segments, found 1"}`},
 		{"entity jwt expired", func() input { return sealedTo(good(func(r *Request) { r.Context.EntityJWT = id.expiredJWT })) },
 			`{"InvalidEntityJWT":"token expired at 1970-01-01T00:16:40Z"}`},
+		{"entity jwt subject not a module key", func() input {
+			tok, err := wascap.MintComponent(id.issuer, acctPub, "c", time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sealedTo(good(func(r *Request) { r.Context.EntityJWT = tok }))
+		}, `{"InvalidEntityJWT":"JWT error: invalid subject: subject \"` + acctPub + `\" is not a module key (M...), as a component's: invalid public key: prefix \"A\", want \"M\""}`},
 		{"entity jwt is a host jwt", func() input { return sealedTo(good(func(r *Request) { r.Context.EntityJWT = id.hostJWT })) },
 			`{"InvalidEntityJWT":"token is neither a component nor a capability provider: missing field ` + "`hash`" + ` (want wascap.hash for a component, or wascap.vendor and wascap.target_hashes for a provider)"}`},
 		{"host jwt missing", func() input { return sealedTo(good(func(r *Request) { r.Context.HostJWT = "" })) },
