@@ -298,10 +298,17 @@ var variantHints = map[secrets.ErrorKind]string{
 	secrets.KindInvalidHeaders:   "the request lacks the WasmCloud-Host-Xkey header",
 }
 
-// writePrivate writes a secret value readable by its owner only, also when the file already exists.
+// writePrivate writes a secret value readable by its owner only, also when the file already exists. It refuses to
+// write through a symbolic link: one planted at name would send the value wherever it points.
 func writePrivate(name string, value []byte) (err error) {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if fi, err := os.Lstat(name); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symbolic link; not writing a secret through it (remove it, or name the file itself)", name)
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|oNoFollow, 0o600)
 	if err != nil {
+		if fi, lerr := os.Lstat(name); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("%s became a symbolic link; not writing a secret through it", name)
+		}
 		return err
 	}
 	defer func() {
