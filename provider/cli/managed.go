@@ -74,12 +74,19 @@ func runManaged(ctx context.Context, e *env) int {
 	defer lattice.Close()
 
 	// Hosts send secrets requests on their control connection, usually the lattice server; NATS_URL in the
-	// provider's config points elsewhere when the two are split.
+	// provider's config points elsewhere when the two are split. NATS_CREDS (or NATS_TLS_CA) gives the secrets
+	// connection a NATS user of its own even on the lattice server, so that NATS permissions can let only this
+	// provider subscribe to the secrets subjects (README, Security model).
 	secretsConn := lattice
-	if url, ok := src.Lookup("NATS_URL"); ok && url != "" && url != hd.LatticeRPCURL {
+	url, _ := src.Lookup("NATS_URL")
+	if url == "" {
+		url = hd.LatticeRPCURL
+	}
+	if url != hd.LatticeRPCURL || s.NATSCreds != "" || s.NATSTLSCA != "" {
 		secretsConn, err = nats.Connect(url, natsOptions(log, s)...)
 		if err != nil {
-			log.Error("NATS connection for secrets requests failed (NATS_URL in the provider config)", "url", settings.RedactURLs(url), "error", err)
+			log.Error("NATS connection for secrets requests failed (NATS_URL, NATS_CREDS, NATS_TLS_CA in the provider config)",
+				"url", settings.RedactURLs(url), "error", err)
 			return exitFailure
 		}
 		defer secretsConn.Close()

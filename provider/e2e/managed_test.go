@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -426,5 +428,34 @@ func TestManagedConfigUpdateNamesSettingsThatNeedARestart(t *testing.T) {
 	})
 	if got := m.mustString(hostsim.Ref{Key: "DB_PASSWORD"}); got != "v2-password" {
 		t.Fatalf("after the update: %q (the old backend name still serves)", got)
+	}
+}
+
+// NATS_CREDS in the provider's config gives the secrets connection its own NATS user even on the lattice server
+// (so that NATS permissions can let only the backend subscribe to the secrets subjects): the provider uses it, and
+// a bad one stops the start with a message naming it rather than being ignored.
+func TestManagedSecretsConnectionUsesNATSCreds(t *testing.T) {
+	h := newHarness(t)
+	notCreds := filepath.Join(t.TempDir(), "not.creds")
+	if err := os.WriteFile(notCreds, []byte("not a creds file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]string{"NATS_CREDS": notCreds}
+	for k, v := range h.env {
+		if k != "NATS_URL" {
+			cfg[k] = v
+		}
+	}
+	hd, _, err := hostsim.NewHostData(h.host.ID, h.url, providerKey, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := hostsim.Start(t, hostsim.Binary(t), hd.Line())
+	code, err := p.Wait(10 * time.Second)
+	if err != nil || code == 0 {
+		t.Fatalf("exit = %d, %v; want non-zero", code, err)
+	}
+	if !strings.Contains(p.Output(), "NATS_CREDS") {
+		t.Fatalf("output does not name NATS_CREDS:\n%s", p.Output())
 	}
 }
