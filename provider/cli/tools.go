@@ -285,12 +285,12 @@ func loadIssuer(v string) (nkeys.KeyPair, error) {
 // variantHints name the usual cause of each error variant, as the README's troubleshooting table does.
 var variantHints = map[secrets.ErrorKind]string{
 	secrets.KindSecretNotFound:   "no such secret, folder, version or field in that project and environment (confirm with `check --secret KEY`)",
-	secrets.KindUnauthorized:     "the entity's issuer is not in TRUSTED_ISSUERS, or no ACCESS_RULES rule matches (the backend logs the reason at WARN; sign with --issuer-seed)",
+	secrets.KindUnauthorized:     "the entity's issuer is not in TRUSTED_ISSUERS, or no ACCESS_RULES rule matches the secret, a reference it expands or the folder it is imported from (the backend logs the reason at WARN; sign with --issuer-seed)",
 	secrets.KindInvalidEntityJWT: "the entity JWT is malformed, badly signed, expired or not yet valid (confirm with `check --entity-jwt JWT`; check the clock)",
 	secrets.KindInvalidHostJWT:   "the host JWT is malformed, badly signed, expired or not yet valid",
 	secrets.KindUpstreamError:    "Infisical failed or refused the backend and nothing usable was cached (confirm with `check`)",
-	secrets.KindPolicyError:      "a secret policy property has a bad value; the message names it",
-	secrets.KindInvalidRequest:   "the key is empty, the version is not a positive integer, or the operation is unknown",
+	secrets.KindPolicyError:      "a secret policy property has a bad value, or moves the read where POLICY_OVERRIDES does not allow; the message names it",
+	secrets.KindInvalidRequest:   "the key is empty or holds ':' or a control character, the version is not a positive integer, or the operation is unknown",
 	secrets.KindDecryptionError:  "the backend could not open the request: hosts and replicas disagree on the server xkey (set one SERVER_XKEY_SEED everywhere)",
 	secrets.KindEncryptionError:  "the backend could not seal its reply to the request's xkey",
 	secrets.KindInvalidXKey:      "the request's WasmCloud-Host-Xkey header is not a curve public key",
