@@ -61,7 +61,7 @@ type Backend struct {
 	now  func() time.Time
 	tel  instruments
 
-	// changing serializes Reconfigure, SetTenant and RemoveTenant, which each read, dial and swap.
+	// changing serializes Reconfigure, SetTenant, RefuseTenant and RemoveTenant, which each read, dial and swap.
 	changing sync.Mutex
 
 	mu        sync.RWMutex
