@@ -8,14 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path"
 	"sync"
 	"time"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/access"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/cache"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 )
 
@@ -46,12 +44,14 @@ type identity struct {
 	timeout  time.Duration // UPSTREAM_TIMEOUT its client was made with
 	id       string        // non-secret hash naming the credentials, part of every cache key
 	upstream Upstream
+	refused  string // set (and upstream nil) for an application whose tenant link was refused: it fails closed
 }
 
+// cacheKey names one raw read (references unexpanded: the backend expands them itself).
 type cacheKey struct {
 	identity, project, environment, folder, name string
 	version                                      int
-	expand, imports                              bool
+	imports                                      bool
 }
 
 // Backend serves secrets.Handler.
@@ -61,15 +61,16 @@ type Backend struct {
 	now  func() time.Time
 	tel  instruments
 
-	// changing serializes Reconfigure, SetTenant and RemoveTenant, which each read, dial and swap.
+	// changing serializes Reconfigure, SetTenant, RefuseTenant and RemoveTenant, which each read, dial and swap.
 	changing sync.Mutex
 
-	mu       sync.RWMutex
-	settings *settings.Settings
-	policy   *access.Policy
-	defaults *identity
-	tenants  map[string]*identity
-	cache    *cache.Cache[cacheKey, infisical.Secret]
+	mu        sync.RWMutex
+	settings  *settings.Settings
+	policy    *access.Policy
+	overrides []string // policy properties a request may set to other than the identity's default
+	defaults  *identity
+	tenants   map[string]*identity
+	cache     *cache.Cache[cacheKey, infisical.Secret]
 }
 
 // New validates the settings and prepares the provider-level identity (no network call yet: logins are lazy).
@@ -110,7 +111,7 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	}
 	b.mu.Lock()
 	prev := b.settings
-	b.settings, b.policy, b.defaults = s, policy, def
+	b.settings, b.policy, b.defaults, b.overrides = s, policy, def, s.AllowedOverrides()
 	if b.cache == nil || prev == nil || prev.CacheTTL != s.CacheTTL || prev.StaleIfError != s.StaleIfError || prev.UpstreamTimeout != s.UpstreamTimeout {
 		b.cache = newCache(s, b.now)
 	}
@@ -191,7 +192,7 @@ func (b *Backend) SetTenant(appKey string, s settings.Infisical) error {
 	b.mu.RLock()
 	same := b.tenants[appKey]
 	b.mu.RUnlock()
-	if same != nil && same.settings == s && same.timeout == timeout {
+	if same != nil && same.refused == "" && same.settings == s && same.timeout == timeout {
 		// Links are put again (one per component of an app, or by wadm): keep the client, its token and its
 		// login back-off, so repeats cost Infisical nothing.
 		return nil
@@ -201,32 +202,50 @@ func (b *Backend) SetTenant(appKey string, s settings.Infisical) error {
 		return err
 	}
 	id.label = appKey
-	b.mu.Lock()
-	old := b.tenants[appKey]
-	b.tenants[appKey] = id
-	b.mu.Unlock()
-	if old != nil {
-		retire(old.upstream)
-	}
+	b.swapTenant(appKey, id)
 	b.log.Info("tenant set", "application", appKey, "project", s.ProjectID, "environment", s.Environment)
 	return nil
+}
+
+// RefuseTenant makes requests from the application whose key is appKey fail, with reason, instead of being served
+// by the provider's identity or a previous tenant's: its tenant link was refused, and it fails closed.
+func (b *Backend) RefuseTenant(appKey, reason string) {
+	b.changing.Lock()
+	defer b.changing.Unlock()
+	b.swapTenant(appKey, &identity{label: appKey, refused: reason})
+	b.log.Warn("tenant refused: the application's requests fail until its link is fixed or deleted", "application", appKey,
+		"reason", reason)
 }
 
 // RemoveTenant drops a tenant and its cached values; its application falls back to the provider's settings.
 func (b *Backend) RemoveTenant(appKey string) {
 	b.changing.Lock()
 	defer b.changing.Unlock()
+	if b.swapTenant(appKey, nil) {
+		b.log.Info("tenant removed", "application", appKey)
+	}
+}
+
+// swapTenant installs next (nil removes the tenant) and retires the one it replaces, dropping its cached values
+// unless next reads as the same identity. It reports whether there was a tenant. Callers hold b.changing.
+func (b *Backend) swapTenant(appKey string, next *identity) bool {
 	b.mu.Lock()
 	old := b.tenants[appKey]
-	delete(b.tenants, appKey)
+	if next == nil {
+		delete(b.tenants, appKey)
+	} else {
+		b.tenants[appKey] = next
+	}
 	c := b.cache
 	b.mu.Unlock()
-	if old == nil {
-		return
+	if old == nil || old.upstream == nil {
+		return old != nil
 	}
-	c.DeleteFunc(func(k cacheKey) bool { return k.identity == old.id })
+	if next == nil || next.id != old.id {
+		c.DeleteFunc(func(k cacheKey) bool { return k.identity == old.id })
+	}
 	retire(old.upstream)
-	b.log.Info("tenant removed", "application", appKey)
+	return true
 }
 
 // Close releases every upstream client.
@@ -237,7 +256,9 @@ func (b *Backend) Close() {
 		closeUpstream(b.defaults.upstream)
 	}
 	for _, t := range b.tenants {
-		closeUpstream(t.upstream)
+		if t.upstream != nil {
+			closeUpstream(t.upstream)
+		}
 	}
 }
 
@@ -280,154 +301,4 @@ func (b *Backend) Health(ctx context.Context) (bool, string) {
 		}
 	}
 	return true, "healthy"
-}
-
-// Get implements secrets.Handler.
-func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret, error) {
-	req := v.Request
-	opts, err := parseOptions(v.Policy.Properties)
-	if err != nil {
-		return nil, err
-	}
-	if len(opts.ignored) > 0 {
-		b.log.Debug("ignoring policy properties this backend does not use", "properties", opts.ignored)
-	}
-	version, err := parseVersion(req.Version)
-	if err != nil {
-		secrets.Annotate(ctx, slog.String("detail", err.Error()))
-		return nil, secrets.NewError(secrets.KindInvalidRequest, "")
-	}
-
-	b.mu.RLock()
-	policy, c := b.policy, b.cache
-	id := b.defaults
-	if t, ok := b.tenants[ApplicationKey(v.Application)]; ok && v.Application != "" {
-		id = t
-	}
-	b.mu.RUnlock()
-
-	inf := id.settings
-	project, environment, base := inf.ProjectID, inf.Environment, inf.SecretPath
-	if opts.projectID != "" {
-		project = opts.projectID
-	}
-	if opts.environment != "" {
-		environment = opts.environment
-	}
-	if opts.secretPath != "" {
-		base = opts.secretPath
-	}
-	folder, name, err := resolveKey(base, req.Key)
-	if err != nil {
-		secrets.Annotate(ctx, slog.String("detail", err.Error()))
-		return nil, secrets.NewError(secrets.KindInvalidRequest, "")
-	}
-	fullKey := joinKey(folder, name)
-	secrets.Annotate(ctx, slog.String("identity", id.label), slog.String("project", project),
-		slog.String("environment", environment), slog.String("path", fullKey))
-
-	subject := access.Subject{
-		Issuer: v.Entity.Issuer, Subject: v.Entity.Subject, Name: v.Entity.Name, Application: v.Application,
-		Project: project, Environment: environment, Key: fullKey,
-	}
-	if err := b.authorize(ctx, policy, subject, v); err != nil {
-		return nil, err
-	}
-
-	key := cacheKey{identity: id.id, project: project, environment: environment, folder: folder, name: name,
-		version: version, expand: opts.expandReferences, imports: opts.includeImports}
-	ref := infisical.SecretRef{ProjectID: project, Environment: environment, Path: folder, Name: name,
-		Version: version, ExpandReferences: opts.expandReferences, IncludeImports: opts.includeImports}
-
-	waitCtx := ctx
-	if dl, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		waitCtx, cancel = context.WithDeadline(ctx, dl.Add(-replyMargin))
-		defer cancel()
-	}
-	if _, _, stale := c.Stale(key); stale {
-		var cancel context.CancelFunc
-		waitCtx, cancel = context.WithTimeout(waitCtx, staleWait)
-		defer cancel()
-	}
-	sec, result, err := b.cached(waitCtx, c, key, func(fctx context.Context) (infisical.Secret, error) {
-		return id.upstream.GetSecret(fctx, ref)
-	})
-	secrets.Annotate(ctx, slog.String("cache", string(result)))
-	if err != nil {
-		return nil, b.upstreamFailure(ctx, fullKey, err)
-	}
-	if result == cache.Stale {
-		_, age, _ := c.Stale(key)
-		b.log.Warn("Infisical failing: serving a stale value", "key", fullKey, "identity", id.label,
-			"stale_for", age.Round(time.Second).String())
-	}
-	// With include_imports Infisical may answer with a secret from an imported folder or environment: the rules
-	// must allow where the value really comes from, not only the path that was asked for.
-	if actual, moved := importedFrom(subject, sec); moved {
-		secrets.Annotate(ctx, slog.String("imported_from", actual.Environment+":"+actual.Key))
-		if err := b.authorize(ctx, policy, actual, v); err != nil {
-			return nil, err
-		}
-	}
-
-	value := sec.Value
-	if req.Field != nil && *req.Field != "" {
-		value, err = selectField(sec.Value, *req.Field)
-		if err != nil {
-			b.log.Info("secret field not found", "key", fullKey, "field", *req.Field, "reason", err.Error())
-			return nil, secrets.NewError(secrets.KindSecretNotFound, "")
-		}
-	}
-	return buildSecret(value, sec.Version, opts.base64)
-}
-
-// authorize asks the access policy and logs a denial; the error is the wire error to send.
-func (b *Backend) authorize(ctx context.Context, policy *access.Policy, s access.Subject, v *secrets.Verified) error {
-	ok, reason := b.checkAccess(ctx, policy, s)
-	if !ok {
-		secrets.Annotate(ctx, slog.String("decision", "denied"))
-		b.log.Warn("access denied", "entity", v.Entity.Subject, "entity_name", v.Entity.Name, "issuer", v.Entity.Issuer,
-			"application", v.Application, "environment", s.Environment, "key", s.Key, "reason", reason)
-		return secrets.NewError(secrets.KindUnauthorized, "")
-	}
-	secrets.Annotate(ctx, slog.String("decision", "allowed"))
-	return nil
-}
-
-// importedFrom reports the subject as it really is when Infisical answered from another folder or environment.
-func importedFrom(asked access.Subject, sec infisical.Secret) (access.Subject, bool) {
-	actual := asked
-	if sec.Environment != "" {
-		actual.Environment = sec.Environment
-	}
-	if sec.Path != "" {
-		name := sec.Name
-		if name == "" {
-			_, name = path.Split(asked.Key)
-		}
-		actual.Key = joinKey(path.Clean("/"+sec.Path), name)
-	}
-	return actual, actual != asked
-}
-
-// upstreamFailure maps an error from the cache or Infisical to the one wire error the host sees.
-func (b *Backend) upstreamFailure(ctx context.Context, key string, err error) error {
-	if errors.Is(err, infisical.ErrNotFound) {
-		secrets.Annotate(ctx, slog.String("detail", "not found in Infisical"))
-		return secrets.NewError(secrets.KindSecretNotFound, "")
-	}
-	msg := err.Error()
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		msg = "Infisical did not answer in time: " + msg
-	}
-	b.log.Warn("Infisical request failed", "key", key, "error", msg)
-	return secrets.NewError(secrets.KindUpstreamError, msg)
-}
-
-func joinKey(folder, name string) string {
-	if folder == "/" {
-		return "/" + name
-	}
-	return folder + "/" + name
 }

@@ -3,10 +3,12 @@ package backend
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 )
 
 // Policy property names a manifest's secret policy may set (wadm passes every property but `backend` through).
@@ -76,6 +78,24 @@ func parseOptions(props map[string]string) (options, error) {
 	return o, nil
 }
 
+// checkOverrides refuses a policy property that moves the read away from the identity's default project,
+// environment or folder unless POLICY_OVERRIDES allows it. A value equal to the default moves nothing and passes.
+func checkOverrides(o options, inf settings.Infisical, allowed []string) error {
+	for _, p := range []struct{ name, value, def string }{
+		{PropProjectID, o.projectID, inf.ProjectID},
+		{PropEnvironment, o.environment, inf.Environment},
+		{PropSecretPath, o.secretPath, inf.SecretPath},
+	} {
+		if p.value == "" || p.value == p.def || slices.Contains(allowed, p.name) {
+			continue
+		}
+		return policyError(p.name, fmt.Sprintf("%q differs from this backend's %q, and the provider's POLICY_OVERRIDES does not "+
+			"allow %s overrides (with ACCESS_RULES set, none are allowed unless listed there); remove the property or ask "+
+			"the operator to allow it", p.value, p.def, p.name))
+	}
+	return nil
+}
+
 func policyError(prop, msg string) error {
 	return secrets.NewError(secrets.KindPolicyError, fmt.Sprintf("policy property %q: %s", prop, msg))
 }
@@ -102,8 +122,8 @@ func resolveKey(base, key string) (folder, name string, err error) {
 	if strings.HasSuffix(key, "/") {
 		return "", "", fmt.Errorf("key %q names a folder, not a secret", key)
 	}
-	if strings.ContainsAny(key, ":\x00") {
-		return "", "", fmt.Errorf("key %q contains a character Infisical does not allow in names", key)
+	if strings.ContainsRune(key, ':') || strings.ContainsFunc(key, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return "", "", fmt.Errorf("key %q contains ':' or a control character, which Infisical does not allow in names", key)
 	}
 	full := key
 	if !strings.HasPrefix(key, "/") {

@@ -26,6 +26,8 @@ func TestResolveKey(t *testing.T) {
 		{name: "spaces around", base: "/", key: " X", wantErr: true},
 		{name: "colon", base: "/", key: "a:b", wantErr: true},
 		{name: "just dotdot", base: "/", key: "..", wantErr: true},
+		{name: "control character", base: "/", key: "a\nb", wantErr: true},
+		{name: "URL characters are a name", base: "/", key: "a;b=c&d?e#f%g", wantFolder: "/", wantNm: "a;b=c&d?e#f%g"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

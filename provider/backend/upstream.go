@@ -6,9 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/files"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 )
@@ -43,7 +43,7 @@ func Dial(upstreamTimeout time.Duration, log *slog.Logger) Dialer {
 		cfg := InfisicalConfig(s, upstreamTimeout, log)
 		if s.CACertPath != "" {
 			// Read at every dial, so a replaced CA file takes effect on the next reconfiguration or link.
-			pem, err := os.ReadFile(s.CACertPath)
+			pem, err := files.Read(s.CACertPath)
 			if err != nil {
 				return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: cannot read the CA certificate file (%w); "+
 					"set it to a readable PEM file, or put the PEM text in INFISICAL_CA_CERT", err)

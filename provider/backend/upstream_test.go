@@ -68,6 +68,8 @@ func TestTenantLogsInWithItsOwnMethod(t *testing.T) {
 	fake.AddMethodIdentity(fakeinfisical.MethodJWT, "id-static", "", testProject)
 	fake.SetSecret(testProject, "prod", "/", "DB_PASSWORD", "pw")
 	defaults := providerDefaults(t, fake.URL)
+	provider := &settings.Settings{Infisical: defaults, TenantAmbientAuth: true}
+	provider.Infisical.KubernetesTokenPath = writeTestFile(t, "k8s", "sa-token\n") // the provider's own, lent to links
 
 	tests := []struct {
 		name            string
@@ -84,23 +86,23 @@ func TestTenantLogsInWithItsOwnMethod(t *testing.T) {
 		{name: "jwt", config: map[string]string{"INFISICAL_AUTH_METHOD": "jwt", "INFISICAL_IDENTITY_ID": "id-jwt"},
 			secrets: map[string]string{"INFISICAL_JWT": "signed-jwt"},
 			route:   fakeinfisical.RouteJWTLogin, identity: "id-jwt", ownIdentity: true},
-		{name: "kubernetes", config: map[string]string{"INFISICAL_AUTH_METHOD": "kubernetes", "INFISICAL_IDENTITY_ID": "id-k8s",
-			"INFISICAL_KUBERNETES_TOKEN_PATH": writeTestFile(t, "k8s", "sa-token\n")},
-			route: fakeinfisical.RouteKubernetesLogin, identity: "id-k8s", ownIdentity: true},
-		{name: "oidc token file", config: map[string]string{"INFISICAL_AUTH_METHOD": "oidc", "INFISICAL_IDENTITY_ID": "id-oidc",
-			"INFISICAL_OIDC_TOKEN_PATH": writeTestFile(t, "oidc", "oidc-token")},
-			route: fakeinfisical.RouteOIDCLogin, identity: "id-oidc", ownIdentity: true},
+		{name: "kubernetes with the provider's token (TENANT_AMBIENT_AUTH)",
+			config: map[string]string{"INFISICAL_AUTH_METHOD": "kubernetes", "INFISICAL_IDENTITY_ID": "id-k8s"},
+			route:  fakeinfisical.RouteKubernetesLogin, identity: "id-k8s", ownIdentity: true},
+		{name: "oidc token", config: map[string]string{"INFISICAL_AUTH_METHOD": "oidc", "INFISICAL_IDENTITY_ID": "id-oidc"},
+			secrets: map[string]string{"INFISICAL_OIDC_TOKEN": "oidc-token"},
+			route:   fakeinfisical.RouteOIDCLogin, identity: "id-oidc", ownIdentity: true},
 		{name: "static token", config: map[string]string{"INFISICAL_AUTH_METHOD": "token"},
 			secrets:  map[string]string{"INFISICAL_ACCESS_TOKEN": fake.IssueToken("id-static")},
 			identity: "id-static", ownIdentity: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tenant, err := settings.LoadTenant(settings.Maps(tt.config, tt.secrets), defaults)
+			tenant, err := settings.LoadTenant(settings.Maps(tt.config, tt.secrets), provider)
 			if err != nil {
 				t.Fatalf("LoadTenant: %v", err)
 			}
-			if own := IdentityID(tenant.Infisical) != IdentityID(defaults); own != tt.ownIdentity {
+			if own := IdentityID(tenant.Infisical) != IdentityID(provider.Infisical); own != tt.ownIdentity {
 				t.Fatalf("tenant has its own identity id: %v; want %v", own, tt.ownIdentity)
 			}
 			logins, routeLogins := fake.Logins(), 0
@@ -145,6 +147,10 @@ func TestDialReadsTheCACertPath(t *testing.T) {
 			wantErr: []string{"INFISICAL_CA_CERT_PATH", "cannot read", "missing.pem"}},
 		{name: "no PEM in the file", path: writeTestFile(t, "junk.pem", "junk"),
 			wantErr: []string{"INFISICAL_CA_CERT_PATH", "junk.pem holds no PEM certificate"}},
+		{name: "file over 1 MiB", path: writeTestFile(t, "huge.pem", strings.Repeat("x", 2<<20)),
+			wantErr: []string{"INFISICAL_CA_CERT_PATH", "larger than 1 MiB"}},
+		{name: "not a regular file", path: os.DevNull,
+			wantErr: []string{"INFISICAL_CA_CERT_PATH", "not a regular file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

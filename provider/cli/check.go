@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/access"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/backend"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/files"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
@@ -172,7 +172,7 @@ func checkNATS(ctx context.Context, c *checklist, s *settings.Settings, serverPu
 // such rather than as an opaque authorization failure from the server.
 func checkNATSCreds(c *checklist, path string, now time.Time) {
 	const fix = "point NATS_CREDS at a current .creds file for the NATS account the hosts' control connection uses (nsc generate creds)"
-	raw, err := os.ReadFile(path)
+	raw, err := files.Read(path)
 	if err != nil {
 		c.fail(caseNATS, "NATS_CREDS cannot be read: "+err.Error(), fix)
 		return

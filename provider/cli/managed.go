@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,9 +14,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/backend"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/telemetry"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/tenants"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wasmbus"
 )
 
@@ -76,12 +74,19 @@ func runManaged(ctx context.Context, e *env) int {
 	defer lattice.Close()
 
 	// Hosts send secrets requests on their control connection, usually the lattice server; NATS_URL in the
-	// provider's config points elsewhere when the two are split.
+	// provider's config points elsewhere when the two are split. NATS_CREDS (or NATS_TLS_CA) gives the secrets
+	// connection a NATS user of its own even on the lattice server, so that NATS permissions can let only this
+	// provider subscribe to the secrets subjects (README, Security model).
 	secretsConn := lattice
-	if url, ok := src.Lookup("NATS_URL"); ok && url != "" && url != hd.LatticeRPCURL {
+	url, _ := src.Lookup("NATS_URL")
+	if url == "" {
+		url = hd.LatticeRPCURL
+	}
+	if url != hd.LatticeRPCURL || s.NATSCreds != "" || s.NATSTLSCA != "" {
 		secretsConn, err = nats.Connect(url, natsOptions(log, s)...)
 		if err != nil {
-			log.Error("NATS connection for secrets requests failed (NATS_URL in the provider config)", "url", settings.RedactURLs(url), "error", err)
+			log.Error("NATS connection for secrets requests failed (NATS_URL, NATS_CREDS, NATS_TLS_CA in the provider config)",
+				"url", settings.RedactURLs(url), "error", err)
 			return exitFailure
 		}
 		defer secretsConn.Close()
@@ -92,13 +97,15 @@ func runManaged(ctx context.Context, e *env) int {
 		log.Error("cannot start", "error", err)
 		return exitFailure
 	}
-	m := &managed{log: log, rt: rt, secrets: secretValues, secretsConn: secretsConn, lattice: lattice, tel: tel}
+	m := &managed{log: log, rt: rt, secrets: secretValues, secretsConn: secretsConn, lattice: lattice, tel: tel,
+		tenants: tenants.New(s, rt.backend, log)}
 	p, err := wasmbus.New(lattice, hd, wasmbus.Handlers{
-		LinkPut:      m.linkPut,
-		LinkDel:      m.linkDel,
-		ConfigUpdate: m.configUpdate,
-		Health:       m.health,
-		Shutdown:     m.shutdown,
+		LinkPut:        m.linkPut,
+		LinkDel:        m.linkDel,
+		LinkUnreadable: m.linkUnreadable,
+		ConfigUpdate:   m.configUpdate,
+		Health:         m.health,
+		Shutdown:       m.shutdown,
 	}, log)
 	if err != nil {
 		log.Error("host protocol", "error", err)
@@ -134,21 +141,11 @@ type managed struct {
 	secretsConn *nats.Conn
 	lattice     *nats.Conn
 	tel         *telemetry.Telemetry
+	tenants     *tenants.Registry // links on the tenant interface: which application each serves, and how
 
 	mu      sync.Mutex
 	current *settings.Settings
-	links   map[string]*tenantLink // link id -> the tenant it brought
-	seq     uint64                 // orders link puts, so that the latest link of an application wins
 	once    sync.Once
-}
-
-// tenantLink is one link's contribution to a tenant. Several links may name one application (one per component of
-// an app): the tenant lives while any of them does.
-type tenantLink struct {
-	link     wasmbus.Link
-	key      string
-	settings settings.Infisical
-	seq      uint64
 }
 
 func hostSecrets(in map[string]wasmbus.SecretValue) map[string]string {
@@ -163,95 +160,26 @@ func linkID(l wasmbus.Link) string {
 	return strings.Join([]string{l.SourceID, l.Target, l.Namespace, l.Package, l.Name}, "\x00")
 }
 
-// tenantKey is the application a tenant link serves: APPLICATION in its config, else the link source up to its
-// first '-' (wadm names components {app}-{component}).
-func tenantKey(l wasmbus.Link, app string) string {
-	if app != "" {
-		return backend.ApplicationKey(app)
-	}
-	src := l.SourceID
-	if i := strings.IndexByte(src, '-'); i > 0 {
-		src = src[:i]
-	}
-	return backend.ApplicationKey(src)
-}
-
 func (m *managed) linkPut(_ context.Context, l wasmbus.Link) error {
 	if !l.IsTarget {
 		m.log.Debug("ignoring a link where this provider is the source", "target", l.Target)
 		return nil
 	}
-	tl, err := m.loadTenant(l, m.settings().Infisical)
-	if err != nil {
-		m.log.Error("tenant link rejected: fix its target config or secrets", "source", l.SourceID, "error", err)
-		return err
-	}
-	if err := m.rt.backend.SetTenant(tl.key, tl.settings); err != nil {
-		m.log.Error("tenant link rejected", "source", l.SourceID, "error", err)
-		return err
-	}
-	m.mu.Lock()
-	if m.links == nil {
-		m.links = map[string]*tenantLink{}
-	}
-	prev := m.links[linkID(l)]
-	m.seq++
-	tl.seq = m.seq
-	m.links[linkID(l)] = tl
-	for id, other := range m.links {
-		if id != linkID(l) && other.key == tl.key && other.settings != tl.settings {
-			m.log.Warn("two links bring different Infisical settings for one application; the latest wins",
-				"application", tl.key, "link", l.SourceID, "other", other.link.SourceID)
-		}
-	}
-	m.mu.Unlock()
-	if prev != nil && prev.key != tl.key {
-		m.release(prev.key)
-	}
-	return nil
+	return m.tenants.Put(tenants.Link{ID: linkID(l), Source: l.SourceID, Config: l.Config, Secrets: hostSecrets(l.Secrets)})
 }
 
-func (m *managed) loadTenant(l wasmbus.Link, defaults settings.Infisical) (*tenantLink, error) {
-	secretsText := make(map[string]string, len(l.Secrets))
-	for k, v := range l.Secrets {
-		secretsText[k] = v.Text()
+// linkUnreadable fails closed for the application of a tenant link whose secrets cannot be decrypted.
+func (m *managed) linkUnreadable(_ context.Context, l wasmbus.Link, err error) {
+	if !l.IsTarget {
+		return
 	}
-	tenant, err := settings.LoadTenant(settings.Maps(l.Config, secretsText), defaults)
-	if err != nil {
-		return nil, err
-	}
-	return &tenantLink{link: l, key: tenantKey(l, tenant.Application), settings: tenant.Infisical}, nil
+	_ = m.tenants.Put(tenants.Link{ID: linkID(l), Source: l.SourceID, Config: l.Config,
+		Unreadable: "its secrets could not be decrypted: " + err.Error()})
 }
 
 func (m *managed) linkDel(_ context.Context, l wasmbus.Link) error {
-	m.mu.Lock()
-	tl, ok := m.links[linkID(l)]
-	delete(m.links, linkID(l))
-	m.mu.Unlock()
-	if ok {
-		m.release(tl.key)
-	}
+	m.tenants.Delete(linkID(l))
 	return nil
-}
-
-// release removes the tenant for key unless another link still brings it, in which case that link's settings
-// apply again.
-func (m *managed) release(key string) {
-	m.mu.Lock()
-	var remaining *tenantLink
-	for _, other := range m.links {
-		if other.key == key && (remaining == nil || other.seq > remaining.seq) {
-			remaining = other
-		}
-	}
-	m.mu.Unlock()
-	if remaining == nil {
-		m.rt.backend.RemoveTenant(key)
-		return
-	}
-	if err := m.rt.backend.SetTenant(key, remaining.settings); err != nil {
-		m.log.Error("cannot restore the tenant of a remaining link", "application", key, "error", err)
-	}
 }
 
 func (m *managed) settings() *settings.Settings {
@@ -277,39 +205,13 @@ func (m *managed) configUpdate(_ context.Context, cfg map[string]string) error {
 	}
 	m.mu.Lock()
 	m.current = s
-	links := make([]*tenantLink, 0, len(m.links))
-	for _, tl := range m.links {
-		links = append(links, tl)
-	}
 	m.mu.Unlock()
-	// In put order, so that where links of one application disagree the latest one ends up applied, as on put.
-	slices.SortFunc(links, func(a, b *tenantLink) int { return cmp.Compare(a.seq, b.seq) })
 	m.log.Info("config updated", "project", s.Infisical.ProjectID, "environment", s.Infisical.Environment)
 	if changed := needsRestart(prev, s); len(changed) > 0 {
 		m.log.Warn("these settings changed but take effect only when the provider restarts", "settings", changed)
 	}
-	// Tenants inherit what their links leave unset from the provider's settings: rebuild them.
-	for _, tl := range links {
-		fresh, err := m.loadTenant(tl.link, s.Infisical)
-		if err != nil {
-			m.log.Error("a tenant link no longer loads with the new provider settings; it keeps its previous ones",
-				"source", tl.link.SourceID, "error", err)
-			continue
-		}
-		if fresh.settings == tl.settings && prev.UpstreamTimeout == s.UpstreamTimeout {
-			continue
-		}
-		if err := m.rt.backend.SetTenant(fresh.key, fresh.settings); err != nil {
-			m.log.Error("cannot update a tenant", "application", fresh.key, "error", err)
-			continue
-		}
-		fresh.seq = tl.seq
-		m.mu.Lock()
-		if m.links[linkID(tl.link)] == tl {
-			m.links[linkID(tl.link)] = fresh
-		}
-		m.mu.Unlock()
-	}
+	// Tenants inherit what their links leave unset from the provider's settings, which also say what links may do.
+	m.tenants.Reconfigure(s)
 	return nil
 }
 

@@ -181,13 +181,7 @@ func natsOptions(log *slog.Logger, s *settings.Settings) []nats.Option {
 	opts := append(commonNATSOptions(log, serviceName),
 		nats.Timeout(5*time.Second),
 	)
-	if s.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(s.NATSCreds))
-	}
-	if s.NATSTLSCA != "" {
-		opts = append(opts, nats.RootCAs(s.NATSTLSCA))
-	}
-	return opts
+	return append(opts, natsFileOptions(s.NATSCreds, s.NATSTLSCA)...)
 }
 
 // commonNATSOptions reconnect forever with jittered backoff and log each disconnect and reconnect once.

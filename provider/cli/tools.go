@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/files"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
@@ -176,12 +177,7 @@ func runGet(ctx context.Context, e *env, args []string) int {
 
 	url := setting(e, "NATS_URL")
 	opts := []nats.Option{nats.Name("infisical-secrets-provider get"), nats.Timeout(5 * time.Second)}
-	if c := setting(e, "NATS_CREDS"); c != "" {
-		opts = append(opts, nats.UserCredentials(c))
-	}
-	if ca := setting(e, "NATS_TLS_CA"); ca != "" {
-		opts = append(opts, nats.RootCAs(ca))
-	}
+	opts = append(opts, natsFileOptions(setting(e, "NATS_CREDS"), setting(e, "NATS_TLS_CA"))...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "NATS Connection Failed: Failed to connect to NATS at %s: %v\n"+
@@ -267,7 +263,7 @@ func loadIssuer(v string) (nkeys.KeyPair, error) {
 	}
 	seed := strings.TrimSpace(v)
 	if _, err := nkeys.FromSeed([]byte(seed)); err != nil {
-		b, rerr := os.ReadFile(v)
+		b, rerr := files.Read(v)
 		if rerr != nil {
 			if strings.HasPrefix(seed, "S") {
 				return nil, fmt.Errorf("not an nkey seed: %w", err)
@@ -289,12 +285,12 @@ func loadIssuer(v string) (nkeys.KeyPair, error) {
 // variantHints name the usual cause of each error variant, as the README's troubleshooting table does.
 var variantHints = map[secrets.ErrorKind]string{
 	secrets.KindSecretNotFound:   "no such secret, folder, version or field in that project and environment (confirm with `check --secret KEY`)",
-	secrets.KindUnauthorized:     "the entity's issuer is not in TRUSTED_ISSUERS, or no ACCESS_RULES rule matches (the backend logs the reason at WARN; sign with --issuer-seed)",
+	secrets.KindUnauthorized:     "the entity's issuer is not in TRUSTED_ISSUERS, or no ACCESS_RULES rule matches the secret, a reference it expands or the folder it is imported from (the backend logs the reason at WARN; sign with --issuer-seed)",
 	secrets.KindInvalidEntityJWT: "the entity JWT is malformed, badly signed, expired or not yet valid (confirm with `check --entity-jwt JWT`; check the clock)",
 	secrets.KindInvalidHostJWT:   "the host JWT is malformed, badly signed, expired or not yet valid",
 	secrets.KindUpstreamError:    "Infisical failed or refused the backend and nothing usable was cached (confirm with `check`)",
-	secrets.KindPolicyError:      "a secret policy property has a bad value; the message names it",
-	secrets.KindInvalidRequest:   "the key is empty, the version is not a positive integer, or the operation is unknown",
+	secrets.KindPolicyError:      "a secret policy property has a bad value, or moves the read where POLICY_OVERRIDES does not allow; the message names it",
+	secrets.KindInvalidRequest:   "the key is empty or holds ':' or a control character, the version is not a positive integer, or the operation is unknown",
 	secrets.KindDecryptionError:  "the backend could not open the request: hosts and replicas disagree on the server xkey (set one SERVER_XKEY_SEED everywhere)",
 	secrets.KindEncryptionError:  "the backend could not seal its reply to the request's xkey",
 	secrets.KindInvalidXKey:      "the request's WasmCloud-Host-Xkey header is not a curve public key",
@@ -302,10 +298,17 @@ var variantHints = map[secrets.ErrorKind]string{
 	secrets.KindInvalidHeaders:   "the request lacks the WasmCloud-Host-Xkey header",
 }
 
-// writePrivate writes a secret value readable by its owner only, also when the file already exists.
+// writePrivate writes a secret value readable by its owner only, also when the file already exists. It refuses to
+// write through a symbolic link: one planted at name would send the value wherever it points.
 func writePrivate(name string, value []byte) (err error) {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if fi, err := os.Lstat(name); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symbolic link; not writing a secret through it (remove it, or name the file itself)", name)
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|oNoFollow, 0o600)
 	if err != nil {
+		if fi, lerr := os.Lstat(name); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("%s became a symbolic link; not writing a secret through it", name)
+		}
 		return err
 	}
 	defer func() {

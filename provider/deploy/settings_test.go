@@ -60,7 +60,7 @@ func TestManifestSettingsLoad(t *testing.T) {
 					tenants++
 					where := fmt.Sprintf("%s: tenant link of %s", other, cl.source.Name)
 					config, secrets := flatten(t, specs, where, cl.link.Target.Config, cl.link.Target.Secrets, placeholder)
-					if _, err := settings.LoadTenant(settings.Maps(config, secrets), s.Infisical); err != nil {
+					if _, err := settings.LoadTenant(settings.Maps(config, secrets), s); err != nil {
 						t.Errorf("%s: %v", where, err)
 					}
 				}

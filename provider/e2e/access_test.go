@@ -142,8 +142,10 @@ func TestPolicyPropertiesChangeWhatInfisicalIsAsked(t *testing.T) {
 			want: "from-proj-2", wantQuery: map[string]string{"workspaceId": "proj-2", "environment": "staging", "secretPath": "/base"}},
 		{name: "environment only", ref: hostsim.Ref{Key: "DB_PASSWORD", Properties: map[string]string{"environment": "dev"}},
 			want: "dev-password", wantQuery: map[string]string{"environment": "dev"}},
+		// The backend expands references itself (each one read raw and checked against the rules): the last read
+		// is the referenced secret's, and Infisical is never asked to expand.
 		{name: "expand references", ref: hostsim.Ref{Key: "REF", Properties: map[string]string{"expand_references": "true"}},
-			want: "x-v2-password", wantQuery: map[string]string{"expandSecretReferences": "true"}},
+			want: "x-v2-password", wantQuery: map[string]string{"expandSecretReferences": "false", "environment": "prod"}},
 		{name: "no expansion by default", ref: hostsim.Ref{Key: "REF"},
 			want: "x-${DB_PASSWORD}", wantQuery: map[string]string{"expandSecretReferences": "false", "include_imports": "false"}},
 		{name: "include imports", ref: hostsim.Ref{Key: "DB_PASSWORD", Properties: map[string]string{"include_imports": "true"}},

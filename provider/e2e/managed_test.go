@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -215,6 +217,8 @@ func TestManagedInitialLinksFromHostData(t *testing.T) {
 		hk, _ := nkeys.CreateCurveKeys()
 		pub, _ := hk.PublicKey()
 		hd["host_xkey_public_key"] = pub
+		// The link's source belongs to application storefront: serving shop takes the operator's leave.
+		hd["config"].(map[string]string)["TENANT_CLAIMS"] = "storefront-api=shop"
 		sealed, err := hostsim.SealLinkSecrets(hk, hd.ProviderXKeyPublic(), map[string]any{
 			"INFISICAL_CLIENT_ID":     hostsim.BytesSecret([]byte("shop-client")),
 			"INFISICAL_CLIENT_SECRET": hostsim.StringSecret("shop-secret"),
@@ -233,7 +237,7 @@ func TestManagedInitialLinksFromHostData(t *testing.T) {
 	m.fake.AddIdentity("shop-client", "shop-secret", "shop-project")
 	m.fake.SetSecret("shop-project", "prod", "/", "DB_PASSWORD", "shop-password")
 	if got := m.mustString(hostsim.Ref{Key: "DB_PASSWORD", Application: "shop"}); got != "shop-password" {
-		t.Fatalf("shop = %q; want the tenant's value (APPLICATION in the link config)", got)
+		t.Fatalf("shop = %q; want the tenant's value (APPLICATION in the link config, allowed by TENANT_CLAIMS)", got)
 	}
 }
 
@@ -448,4 +452,33 @@ func TestManagedHealthIsUnhealthyWhenSecretsSubscribeIsDenied(t *testing.T) {
 		return err == nil && !healthy && strings.Contains(msg, "wasmcloud.secrets.v1alpha1.infisical.>") &&
 			strings.Contains(strings.ToLower(msg), "permission")
 	})
+}
+
+// NATS_CREDS in the provider's config gives the secrets connection its own NATS user even on the lattice server
+// (so that NATS permissions can let only the backend subscribe to the secrets subjects): the provider uses it, and
+// a bad one stops the start with a message naming it rather than being ignored.
+func TestManagedSecretsConnectionUsesNATSCreds(t *testing.T) {
+	h := newHarness(t)
+	notCreds := filepath.Join(t.TempDir(), "not.creds")
+	if err := os.WriteFile(notCreds, []byte("not a creds file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]string{"NATS_CREDS": notCreds}
+	for k, v := range h.env {
+		if k != "NATS_URL" {
+			cfg[k] = v
+		}
+	}
+	hd, _, err := hostsim.NewHostData(h.host.ID, h.url, providerKey, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := hostsim.Start(t, hostsim.Binary(t), hd.Line())
+	code, err := p.Wait(10 * time.Second)
+	if err != nil || code == 0 {
+		t.Fatalf("exit = %d, %v; want non-zero", code, err)
+	}
+	if !strings.Contains(p.Output(), "NATS_CREDS") {
+		t.Fatalf("output does not name NATS_CREDS:\n%s", p.Output())
+	}
 }

@@ -50,8 +50,8 @@ func TestServeNATSConnectionErrorsNameNATS(t *testing.T) {
 		ca   string
 		want string // in the log besides "NATS connection failed"
 	}{
-		{name: "missing CA file", ca: filepath.Join(t.TempDir(), "nope.pem"), want: "rootCA"},
-		{name: "not a certificate", ca: tlsTestFile(t, "junk.pem", "not a certificate"), want: "root certificate"},
+		{name: "missing CA file", ca: filepath.Join(t.TempDir(), "nope.pem"), want: "no such file"},
+		{name: "not a certificate", ca: tlsTestFile(t, "junk.pem", "not a certificate"), want: "holds no PEM certificate"},
 		{name: "CA that did not sign the server", ca: other.CAFile, want: "unknown authority"},
 	}
 	h := newHarness(t)

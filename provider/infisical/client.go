@@ -87,7 +87,8 @@ type SecretRef struct {
 	IncludeImports         bool
 }
 
-// Secret is what Infisical returned for a SecretRef.
+// Secret is what Infisical returned for a SecretRef. Path and Environment are where Infisical says the value lives
+// ("" when it did not say, as older versions do not): with IncludeImports, possibly an imported folder.
 type Secret struct {
 	Name, Value, Path, Environment string
 	Version                        int
@@ -509,15 +510,10 @@ func (c *Client) read(ctx context.Context, s *session, opts sdk.RetrieveSecretOp
 	if err != nil {
 		return Secret{}, err
 	}
-	path := raw.SecretPath
-	if path == "" {
-		path = opts.SecretPath
-	}
-	env := raw.Environment
-	if env == "" {
-		env = opts.Environment
-	}
-	return Secret{Name: raw.SecretKey, Value: raw.SecretValue, Path: path, Environment: env, Version: raw.Version}, nil
+	// Path and Environment are what Infisical said, never filled in from the request: with include_imports they
+	// say where the value comes from, and the caller must know when Infisical did not say.
+	return Secret{Name: raw.SecretKey, Value: raw.SecretValue, Path: raw.SecretPath, Environment: raw.Environment,
+		Version: raw.Version}, nil
 }
 
 // record puts the outcome of one Infisical call on its span and counter; never a value or a token.
@@ -652,9 +648,12 @@ func (r SecretRef) options() (sdk.RetrieveSecretOptions, error) {
 		return bad("no environment (INFISICAL_ENVIRONMENT)")
 	case strings.TrimSpace(r.Name) == "":
 		return bad("no secret name")
-	case strings.ContainsAny(r.Name, "/?#%:") || strings.ContainsFunc(r.Name, func(r rune) bool { return r < ' ' || r == 0x7f }):
-		// The SDK puts the name into the URL path unescaped, so these would change the request.
-		return bad(fmt.Sprintf("secret name %q may not contain '/', '?', '#', '%%', ':' or control characters", r.Name))
+	case strings.ContainsAny(r.Name, "/:") || strings.ContainsFunc(r.Name, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		// Infisical refuses '/' and ':' in names; control characters would only reach it escaped, as a name no
+		// one can have written in its UI.
+		return bad(fmt.Sprintf("secret name %q may not contain '/', ':' or control characters (Infisical cannot hold it)", r.Name))
+	case r.Name == "." || r.Name == "..":
+		return bad(fmt.Sprintf("secret name %q may not contain only dots: it would name a folder in the URL path", r.Name))
 	case r.Version < 0:
 		return bad(fmt.Sprintf("secret version %d is negative", r.Version))
 	}
@@ -666,7 +665,9 @@ func (r SecretRef) options() (sdk.RetrieveSecretOptions, error) {
 		return bad(fmt.Sprintf("secret path %q must start with '/'", path))
 	}
 	return sdk.RetrieveSecretOptions{
-		SecretKey:              r.Name,
+		// The SDK pastes the name into the URL path as it is: escape it, so that every character reaches Infisical
+		// as part of the name and none ('?', '#', '%', ';', '&', '=') can end the path or add a parameter.
+		SecretKey:              escapeName(r.Name),
 		ProjectID:              r.ProjectID,
 		Environment:            r.Environment,
 		SecretPath:             path,
@@ -675,4 +676,22 @@ func (r SecretRef) options() (sdk.RetrieveSecretOptions, error) {
 		ExpandSecretReferences: r.ExpandReferences,
 		IncludeImports:         r.IncludeImports,
 	}, nil
+}
+
+// escapeName percent-encodes every byte of a secret name but the unreserved characters of RFC 3986, stricter than
+// url.PathEscape, which leaves '=', '&' and others that a server's router may read as more than a name.
+func escapeName(name string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }

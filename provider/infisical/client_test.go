@@ -443,6 +443,8 @@ func TestAuthMethods(t *testing.T) {
 		return p
 	}
 	k8sPath := write("k8s", "k8s-sa-token\n")
+	// A setting that names a huge file must fail with a clear error, not be read whole and sent to Infisical.
+	huge := write("huge", strings.Repeat("x", 2<<20))
 	oidcPath := write("oidc", "oidc-token\n")
 	// AWS credentials from the environment only: the SDK signs an STS request locally and never calls AWS.
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
@@ -467,6 +469,9 @@ func TestAuthMethods(t *testing.T) {
 		{name: "aws-iam", creds: Credentials{Method: MethodAWSIAM, IdentityID: "id-aws"}, route: fakeinfisical.RouteAWSLogin, identity: "id-aws"},
 		{name: "static token", creds: Credentials{Method: MethodToken, AccessToken: login(t, fake.URL)}, identity: clientID},
 		{name: "wrong jwt", creds: Credentials{Method: MethodJWT, IdentityID: "id-jwt", JWT: "other"}, route: fakeinfisical.RouteJWTLogin, identity: "id-jwt", wantError: "JWT does not match"},
+		{name: "kubernetes token file over 1 MiB", creds: Credentials{Method: MethodKubernetes, IdentityID: "id-k8s", KubernetesTokenPath: huge}, wantError: "larger than 1 MiB"},
+		{name: "oidc token file over 1 MiB", creds: Credentials{Method: MethodOIDC, IdentityID: "id-oidc", OIDCTokenPath: huge}, wantError: "larger than 1 MiB"},
+		{name: "gcp key file over 1 MiB", creds: Credentials{Method: MethodGCPIAM, IdentityID: "id-gcp", GCPKeyFile: huge}, wantError: "larger than 1 MiB"},
 		{name: "kubernetes token file missing", creds: Credentials{Method: MethodKubernetes, IdentityID: "id-k8s", KubernetesTokenPath: filepath.Join(dir, "missing")}, wantError: "read Kubernetes service account token from"},
 	}
 	for _, tt := range tests {
@@ -619,5 +624,39 @@ func TestRetireStopsTheRefreshButKeepsServing(t *testing.T) {
 	}
 	if _, err := c.GetSecret(ctxWithin(t, 2*time.Second), rootRef("ROOT")); err != nil {
 		t.Fatalf("a read on a retired client: %v", err)
+	}
+}
+
+// A secret name goes into the URL path: every character Infisical allows in a name must reach it as that name, and
+// none may end the path or change another parameter (';', '&', '=', '?', '#', '%').
+func TestSecretNamesAreEscaped(t *testing.T) {
+	fake := newFake(t)
+	c := newClient(t, fake.URL, nil)
+	names := map[string]string{
+		"a;b=c&d":              "/api/v3/secrets/raw/a%3Bb%3Dc%26d",
+		"what?environment=dev": "/api/v3/secrets/raw/what%3Fenvironment%3Ddev",
+		"100% #1":              "/api/v3/secrets/raw/100%25%20%231",
+		"plain.NAME-1":         "/api/v3/secrets/raw/plain.NAME-1",
+	}
+	for name, rawPath := range names {
+		fake.SetSecret(project, "dev", "/", name, "value of "+name)
+		got, err := c.GetSecret(ctxWithin(t, 5*time.Second), rootRef(name))
+		if err != nil || got.Value != "value of "+name {
+			t.Fatalf("%q: %+v, %v", name, got, err)
+		}
+		reqs := fake.Requests()
+		last := reqs[len(reqs)-1]
+		if last.RawPath != rawPath || last.Query.Get("environment") != "dev" || len(last.Query["environment"]) != 1 {
+			t.Fatalf("%q was sent as %s?%s; want path %s and the one environment dev", name, last.RawPath, last.Query.Encode(), rawPath)
+		}
+	}
+	// Names Infisical cannot hold are refused before anything is sent.
+	for _, name := range []string{"a/b", "a:b", "a\nb", "a\x00b", "..", "."} {
+		before := fake.Reads()
+		_, err := c.GetSecret(ctxWithin(t, 5*time.Second), rootRef(name))
+		wantKind(t, err, KindBadRequest, "may not contain")
+		if fake.Reads() != before {
+			t.Fatalf("%q was sent to Infisical", name)
+		}
 	}
 }

@@ -5,10 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	sdk "github.com/infisical/go-sdk"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/files"
 )
 
 // Auth methods, spelled as INFISICAL_AUTH_METHOD takes them.
@@ -126,6 +127,11 @@ func (c Credentials) login(client sdk.InfisicalClientInterface) (sdk.MachineIden
 	case MethodGCPIDToken:
 		return auth.GcpIdTokenAuthLogin(c.IdentityID)
 	case MethodGCPIAM:
+		// The SDK reads the key file itself, without a limit: read it capped first so a huge or endless file fails
+		// here with a clear error.
+		if _, err := files.Read(c.GCPKeyFile); err != nil {
+			return sdk.MachineIdentityCredential{}, fmt.Errorf("read the GCP service account key file: %w", err)
+		}
 		return auth.GcpIamAuthLogin(c.IdentityID, c.GCPKeyFile)
 	case MethodAzure:
 		return auth.AzureAuthLogin(c.IdentityID, c.AzureResource)
@@ -145,9 +151,9 @@ func (c Credentials) login(client sdk.InfisicalClientInterface) (sdk.MachineIden
 	}
 }
 
-// readToken reads a token file; errors name the file, never its content.
+// readToken reads a token file, at most files.MaxSize of it; errors name the file, never its content.
 func readToken(path, what string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := files.Read(path)
 	if err != nil {
 		return "", fmt.Errorf("read %s from %s: %w", what, path, err)
 	}

@@ -156,8 +156,9 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		cfg.Workers = DefaultWorkers
 	}
 	if cfg.QueueSize <= 0 {
-		// Requests beyond the workers wait here, each with its reply timer running from its arrival. Payloads are
-		// at most 64 KiB, so the default bounds queued memory to about 128 MiB at the very worst.
+		// Requests beyond the workers wait here, each with its reply timer running from its arrival. enqueue refuses
+		// payloads over MaxPayload (64 KiB) and headers over MaxHeaderBytes (8 KiB) before they are queued, and
+		// NATS bounds subjects (4 KiB control lines), so the default holds at most about 150 MiB of requests.
 		cfg.QueueSize = 64 * cfg.Workers
 	}
 	if cfg.Budget <= 0 {
@@ -446,6 +447,10 @@ func (s *Server) enqueue(msg *nats.Msg) {
 		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(j.arrived),
 		trace.WithAttributes(attribute.String("secrets.backend", s.cfg.Backend)))
 	j.timer = time.AfterFunc(s.replyBy, func() { s.timeout(j) })
+	if e, reason := tooLarge(msg); e != nil {
+		s.refuse(j, e, reason)
+		return
+	}
 
 	// Never block this goroutine: a request held here would wait uncounted in the subscription's pending list, and
 	// its reply could leave after the host has given up. Past the queue, answering "busy" at once is kinder.
@@ -462,15 +467,35 @@ func (s *Server) enqueue(msg *nats.Msg) {
 		}
 	}
 	s.admit.RUnlock()
-	if refuse == "" {
-		return
+	if refuse != "" {
+		s.refuse(j, NewError(KindUpstreamError, refuse), refuse)
 	}
+}
+
+// tooLarge refuses a request whose payload or headers exceed the limits, so that none waits in the queue.
+func tooLarge(msg *nats.Msg) (*Error, string) {
+	if len(msg.Data) > MaxPayload {
+		return NewError(KindInvalidPayload, ""), fmt.Sprintf("payload is %d bytes, over the %d limit", len(msg.Data), MaxPayload)
+	}
+	size := 0
+	for k, vs := range msg.Header {
+		for _, v := range vs {
+			size += len(k) + len(v)
+		}
+	}
+	if size > MaxHeaderBytes {
+		return NewError(KindInvalidHeaders, ""), fmt.Sprintf("headers are %d bytes, over the %d limit", size, MaxHeaderBytes)
+	}
+	return nil, ""
+}
+
+// refuse answers a request at once, without a worker.
+func (s *Server) refuse(j *job, e *Error, reason string) {
 	j.timer.Stop()
-	e := NewError(KindUpstreamError, refuse)
-	if _, err := j.reply(s.nc, s.errorMsg(msg.Reply, e), string(e.Kind), false); err != nil {
+	if _, err := j.reply(s.nc, s.errorMsg(j.msg.Reply, e), string(e.Kind), false); err != nil {
 		s.log.Warn("secrets: cannot send a reply", "error", err)
 	}
-	s.finish(j, &reqInfo{}, result{err: e, reason: refuse, level: slog.LevelWarn})
+	s.finish(j, &reqInfo{}, result{err: e, reason: reason, level: slog.LevelWarn})
 }
 
 // timeout answers a request that has no reply yet when its budget is nearly spent.
@@ -544,9 +569,7 @@ func bad(kind ErrorKind, msg, reason string) result {
 
 // get is the protocol pipeline; the order of the checks decides which error a malformed request gets.
 func (s *Server) get(ctx context.Context, msg *nats.Msg, info *reqInfo) result {
-	if len(msg.Data) > MaxPayload {
-		return bad(KindInvalidPayload, "", fmt.Sprintf("payload is %d bytes, over the %d limit", len(msg.Data), MaxPayload))
-	}
+	// Payload and header sizes were checked on arrival (tooLarge).
 	if len(msg.Header) == 0 {
 		return bad(KindInvalidHeaders, "", "request has no headers")
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
 )
 
 // testHandler answers by key, so one server covers every handler outcome.
@@ -136,6 +137,13 @@ func TestGetErrorReplies(t *testing.T) {
 			`{"InvalidEntityJWT":"invalid token format, expected 3 segments, found 1"}`},
 		{"entity jwt expired", func() input { return sealedTo(good(func(r *Request) { r.Context.EntityJWT = id.expiredJWT })) },
 			`{"InvalidEntityJWT":"token expired at 1970-01-01T00:16:40Z"}`},
+		{"entity jwt subject not a module key", func() input {
+			tok, err := wascap.MintComponent(id.issuer, acctPub, "c", time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sealedTo(good(func(r *Request) { r.Context.EntityJWT = tok }))
+		}, `{"InvalidEntityJWT":"JWT error: invalid subject: subject \"` + acctPub + `\" is not a module key (M...), as a component's: invalid public key: prefix \"A\", want \"M\""}`},
 		{"entity jwt is a host jwt", func() input { return sealedTo(good(func(r *Request) { r.Context.EntityJWT = id.hostJWT })) },
 			`{"InvalidEntityJWT":"token is neither a component nor a capability provider: missing field ` + "`hash`" + ` (want wascap.hash for a component, or wascap.vendor and wascap.target_hashes for a provider)"}`},
 		{"host jwt missing", func() input { return sealedTo(good(func(r *Request) { r.Context.HostJWT = "" })) },
@@ -601,4 +609,60 @@ func newCurveKey(t *testing.T) nkeys.KeyPair {
 		t.Fatal(err)
 	}
 	return kp
+}
+
+// An oversized request is refused when it arrives, never queued: the queue's memory bound holds only if nothing
+// bigger than MaxPayload (and MaxHeaderBytes of headers) ever waits in it. Here the one worker is busy and the one
+// queue slot taken, so only the arrival check can answer.
+func TestOversizedRequestsAreRefusedOnArrival(t *testing.T) {
+	entered, release := make(chan struct{}, 4), make(chan struct{})
+	h := HandlerFunc(func(ctx context.Context, v *Verified) (*Secret, error) {
+		entered <- struct{}{}
+		<-release
+		return &Secret{Version: "1", StringSecret: strp("v")}, nil
+	})
+	f := newFixture(t, h, func(c *ServerConfig) { c.Workers, c.QueueSize = 1, 1 })
+	inbox := nats.NewInbox()
+	sub, err := f.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(hdr nats.Header, data []byte) {
+		t.Helper()
+		if err := f.nc.PublishMsg(&nats.Msg{Subject: f.subject("get"), Reply: inbox, Header: hdr, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hdr, data, _ := f.seal(f.id.request("db", ""))
+	send(hdr, data)
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first request never reached the handler")
+	}
+	send(hdr, data) // waits in the one queue slot
+	if err := f.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	big := nats.Header{HostXkeyHeader: hdr[HostXkeyHeader], "X-Padding": []string{strings.Repeat("p", MaxHeaderBytes)}}
+	for _, tt := range []struct {
+		name string
+		hdr  nats.Header
+		data []byte
+		want string
+	}{
+		{name: "payload", hdr: hdr, data: bytes.Repeat([]byte{1}, MaxPayload+1), want: `{"error":"InvalidPayload"}`},
+		{name: "headers", hdr: big, data: data, want: `{"error":"InvalidHeaders"}`},
+	} {
+		reply := f.raw(f.subject("get"), tt.hdr, tt.data)
+		if string(reply.Data) != tt.want {
+			t.Errorf("oversized %s while the queue is full: reply %s; want %s", tt.name, reply.Data, tt.want)
+		}
+	}
+	close(release)
+	for range 2 {
+		if _, err := sub.NextMsg(5 * time.Second); err != nil {
+			t.Fatalf("a queued request got no reply: %v", err)
+		}
+	}
 }

@@ -22,6 +22,10 @@ const (
 // MaxPayload bounds a sealed get request; real ones hold two JWTs and a policy, a few kilobytes.
 const MaxPayload = 64 * 1024
 
+// MaxHeaderBytes bounds a get request's headers (names and values); hosts send one xkey header and perhaps a trace
+// context, well under a kilobyte.
+const MaxHeaderBytes = 8 * 1024
+
 // Request is the decrypted body of a get request (the host's SecretRequest). Field order matches the host's serde
 // output, so encoding/json writes the same bytes.
 type Request struct {

@@ -9,6 +9,7 @@ package settings
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 )
@@ -25,6 +26,11 @@ type Settings struct {
 
 	TrustedIssuers []string // nil = nobody; ["*"] = anyone
 	AccessRules    string   // raw JSON, validated by access.New
+	// PolicyOverrides is POLICY_OVERRIDES as given ("" = unset); AllowedOverrides says what it allows.
+	PolicyOverrides string
+
+	TenantAmbientAuth bool          // tenant links may log in with the provider's platform identity
+	TenantClaims      []TenantClaim // which link sources may serve an application other than their own
 
 	LogLevel  slog.Level
 	LogFormat string // "text" | "json"
@@ -59,6 +65,29 @@ type Infisical struct {
 type Tenant struct {
 	Infisical
 	Application string // APPLICATION: the wadm application name, or "" to let the caller derive it from the link
+}
+
+// AllowedOverrides returns the policy properties (of OverrideProperties) a request may set to other than the
+// default: POLICY_OVERRIDES, or when it is unset and ACCESS_RULES restricts reads, only secret_path. Rules that do
+// not name a project or environment would let a requester choose any the identity can read; secret_path only moves
+// the base of relative keys, and rules see the resolved key, which an absolute key could name anyway.
+func (s *Settings) AllowedOverrides() []string {
+	switch {
+	case s.PolicyOverrides == "none":
+		return nil
+	case s.PolicyOverrides != "":
+		return strings.Split(s.PolicyOverrides, ",")
+	case strings.TrimSpace(s.AccessRules) != "":
+		return []string{"secret_path"}
+	default:
+		return slices.Clone(OverrideProperties)
+	}
+}
+
+// TenantClaim lets the tenant link from one source serve an application other than the source's own.
+type TenantClaim struct {
+	Source      string // link source id, exactly as the host reports it
+	Application string // application name as APPLICATION writes it
 }
 
 // Auth methods, as INFISICAL_AUTH_METHOD spells them.

@@ -193,7 +193,7 @@ func TestSpecs(t *testing.T) {
 	if !slices.EqualFunc(specs, Specs(), func(a, b Spec) bool { return a == b }) {
 		t.Error("Specs order is not stable")
 	}
-	secret := map[string]bool{"INFISICAL_CLIENT_SECRET": true, "INFISICAL_OIDC_TOKEN": true, "INFISICAL_JWT": true,
+	secret := map[string]bool{"INFISICAL_CLIENT_SECRET": true, "TENANT_INFISICAL_CLIENT_SECRET": true, "INFISICAL_OIDC_TOKEN": true, "INFISICAL_JWT": true,
 		"INFISICAL_ACCESS_TOKEN": true, "SERVER_XKEY_SEED": true}
 	for _, sp := range specs {
 		if sp.Secret != secret[sp.Name] {
@@ -245,6 +245,20 @@ func TestValidValues(t *testing.T) {
 		{"CA PEM", []string{"INFISICAL_CA_CERT", ca}, func(s *Settings) bool { return s.Infisical.CACert == strings.TrimSpace(ca) }},
 		{"CA PEM with literal newlines", []string{"INFISICAL_CA_CERT", strings.ReplaceAll(strings.TrimSpace(ca), "\n", `\n`)},
 			func(s *Settings) bool { return s.Infisical.CACert == strings.TrimSpace(ca) }},
+		{"policy overrides listed", []string{"POLICY_OVERRIDES", " Environment, secret_path,environment "},
+			func(s *Settings) bool {
+				return s.PolicyOverrides == "environment,secret_path" && slices.Equal(s.AllowedOverrides(), []string{"environment", "secret_path"})
+			}},
+		{"policy overrides none", []string{"POLICY_OVERRIDES", "NONE"}, func(s *Settings) bool { return s.AllowedOverrides() == nil }},
+		{"policy overrides default without rules", nil,
+			func(s *Settings) bool { return slices.Equal(s.AllowedOverrides(), OverrideProperties) }},
+		{"policy overrides default with rules", []string{"ACCESS_RULES", `[{"key":"/a/*"}]`},
+			func(s *Settings) bool { return slices.Equal(s.AllowedOverrides(), []string{"secret_path"}) }},
+		{"tenant ambient auth", []string{"TENANT_AMBIENT_AUTH", "TRUE"}, func(s *Settings) bool { return s.TenantAmbientAuth }},
+		{"tenant claims", []string{"TENANT_CLAIMS", " storefront-api=shop, ,ops=Billing-2 "},
+			func(s *Settings) bool {
+				return slices.Equal(s.TenantClaims, []TenantClaim{{"storefront-api", "shop"}, {"ops", "Billing-2"}})
+			}},
 		{"kubernetes", []string{"INFISICAL_AUTH_METHOD", "kubernetes", "INFISICAL_IDENTITY_ID", "id-1", "INFISICAL_CLIENT_ID", ""},
 			func(s *Settings) bool {
 				return s.Infisical.AuthMethod == Kubernetes && s.Infisical.IdentityID == "id-1"
@@ -291,6 +305,11 @@ func TestMalformedValues(t *testing.T) {
 		{"ACCESS_RULES", `[{"key":`, "not valid JSON"},
 		{"LOG_LEVEL", "verbose", "not a log level"},
 		{"LOG_FORMAT", "xml", "not a log format"},
+		{"TENANT_AMBIENT_AUTH", "yes", "not a boolean"},
+		{"POLICY_OVERRIDES", "environment,version", "not an override property"},
+		{"TENANT_CLAIMS", "storefront-api", "not SOURCE=APPLICATION"},
+		{"TENANT_CLAIMS", "=shop", "not SOURCE=APPLICATION"},
+		{"TENANT_CLAIMS", "a=b=c", "not SOURCE=APPLICATION"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.setting+"="+tt.value, func(t *testing.T) {
@@ -570,7 +589,8 @@ func TestLoggingNeverShowsSecrets(t *testing.T) {
 }
 
 func TestLoadTenant(t *testing.T) {
-	defaults := load(t, with(minimal(), "INFISICAL_CA_CERT_PATH", "/provider-ca.pem")).Infisical
+	provider := load(t, with(minimal(), "INFISICAL_CA_CERT_PATH", "/provider-ca.pem"))
+	defaults := provider.Infisical
 	tests := []struct {
 		name     string
 		config   map[string]string
@@ -597,10 +617,11 @@ func TestLoadTenant(t *testing.T) {
 		{name: "client secret without its own id",
 			secrets: map[string]string{"INFISICAL_CLIENT_SECRET": "tenant-secret"}, problems: []string{"INFISICAL_CLIENT_ID"}},
 		{name: "other auth method does not inherit the client credentials",
-			config: map[string]string{"INFISICAL_AUTH_METHOD": "kubernetes", "INFISICAL_IDENTITY_ID": "id-9"},
+			config:  map[string]string{"INFISICAL_AUTH_METHOD": "jwt", "INFISICAL_IDENTITY_ID": "id-9"},
+			secrets: map[string]string{"INFISICAL_JWT": "signed"},
 			check: func(tn Tenant) bool {
-				return tn.AuthMethod == Kubernetes && tn.IdentityID == "id-9" && tn.ClientID == "" && tn.ClientSecret == "" &&
-					tn.KubernetesTokenPath == defaults.KubernetesTokenPath
+				return tn.AuthMethod == JWTAuth && tn.IdentityID == "id-9" && tn.ClientID == "" && tn.ClientSecret == "" &&
+					tn.KubernetesTokenPath == ""
 			}},
 		{name: "auth method alone is incomplete",
 			config: map[string]string{"INFISICAL_AUTH_METHOD": "jwt"}, problems: []string{"INFISICAL_IDENTITY_ID", "INFISICAL_JWT"}},
@@ -621,13 +642,13 @@ func TestLoadTenant(t *testing.T) {
 		{name: "malformed link setting",
 			config:   map[string]string{"INFISICAL_ENVIRONMENT": "Not A Slug", "INFISICAL_SECRET_PATH": "rel"},
 			problems: []string{"INFISICAL_ENVIRONMENT", "INFISICAL_SECRET_PATH"}},
-		{name: "provider-only settings are ignored on a link",
-			config: map[string]string{"CACHE_TTL": "bogus", "NATS_URL": "bogus://", "LOG_LEVEL": "loud"},
-			check:  func(tn Tenant) bool { return tn.Infisical == defaults }},
+		{name: "provider-only settings are refused on a link",
+			config:   map[string]string{"CACHE_TTL": "bogus", "NATS_URL": "bogus://", "LOG_LEVEL": "loud"},
+			problems: []string{"CACHE_TTL", "LOG_LEVEL", "NATS_URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tn, err := LoadTenant(Maps(tt.config, tt.secrets), defaults)
+			tn, err := LoadTenant(Maps(tt.config, tt.secrets), provider)
 			if tt.problems == nil {
 				if err != nil {
 					t.Fatal(err)
@@ -649,8 +670,8 @@ func TestLoadTenant(t *testing.T) {
 }
 
 func TestLoadTenantProjectRequired(t *testing.T) {
-	_, err := LoadTenant(Maps(map[string]string{"INFISICAL_CLIENT_ID": "c", "INFISICAL_CLIENT_SECRET": "s"}, nil), Infisical{
-		BaseURL: "https://app.infisical.com", Environment: "prod", SecretPath: "/", AuthMethod: UniversalAuth})
+	_, err := LoadTenant(Maps(map[string]string{"INFISICAL_CLIENT_ID": "c", "INFISICAL_CLIENT_SECRET": "s"}, nil), &Settings{Infisical: Infisical{
+		BaseURL: "https://app.infisical.com", Environment: "prod", SecretPath: "/", AuthMethod: UniversalAuth}})
 	ps := problemsOf(t, err)
 	if len(ps) != 1 || ps[0].Setting != "INFISICAL_PROJECT_ID" {
 		t.Fatalf("problems = %+v", ps)

@@ -1,7 +1,9 @@
 package settings
 
 import (
+	"maps"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -23,6 +25,14 @@ func (m mapSource) Lookup(name string) (string, bool) {
 	v, ok := m[strings.ToUpper(name)]
 	return v, ok
 }
+
+// Names lists the canonical names set, so LoadTenant can refuse every name outside the link allow-list.
+func (m mapSource) Names() []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// lister is a Source that can list the names it sets.
+type lister interface{ Names() []string }
 
 // Maps reads settings from a provider's config and secrets (HostData, or a link's target config and secrets). Names
 // match case-insensitively, so "infisical_project_id" sets INFISICAL_PROJECT_ID; a secret wins over a config value

@@ -9,6 +9,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,8 +99,18 @@ var table = []entry{
 		Help: "organization slug, to log in to a sub-organization"},
 		func(s *Settings) *string { return &s.Infisical.OrganizationSlug }, nil),
 	{Spec: Spec{Name: "APPLICATION",
-		Help: "link config only: the wadm application whose requests use this link's Infisical settings"},
+		Help: "link config only: the application this link serves; unset = the link source's own (its id up to the first '-'); another only where TENANT_CLAIMS allows"},
 		linkOnly: true},
+	{Spec: Spec{Name: "TENANT_INFISICAL_CLIENT_SECRET", Secret: true,
+		Help: "link secret only: INFISICAL_CLIENT_SECRET under a name that does not collide with the provider's own secret in one manifest"},
+		linkOnly: true},
+	boolean(Spec{Name: "TENANT_AMBIENT_AUTH", Default: "false",
+		Help: "true lets tenant links log in with the provider's own platform identity (kubernetes, aws-iam, gcp-id-token, azure, gcp-iam), only to the provider's INFISICAL_BASE_URL"},
+		func(s *Settings) *bool { return &s.TenantAmbientAuth }),
+	{Spec: Spec{Name: "TENANT_CLAIMS",
+		Help: "comma-separated SOURCE=APPLICATION pairs: the tenant link from link source (component id) SOURCE may set APPLICATION to serve APPLICATION; unset = none may"},
+		set: setTenantClaims,
+		get: func(s *Settings) string { return tenantClaimsText(s.TenantClaims) }},
 	text(Spec{Name: "NATS_URL", Default: "nats://localhost:4222",
 		Help: "NATS server URL(s), comma-separated"},
 		func(s *Settings) *string { return &s.NATSURL }, checkNATSURL),
@@ -137,6 +148,9 @@ var table = []entry{
 	text(Spec{Name: "ACCESS_RULES",
 		Help: "JSON array of access rules; unset = every trusted issuer may read every secret"},
 		func(s *Settings) *string { return &s.AccessRules }, checkJSON),
+	text(Spec{Name: "POLICY_OVERRIDES",
+		Help: "policy properties among project_id, environment, secret_path that a manifest's secret policy may set to other than the identity's default, comma-separated, or none; unset = secret_path only when ACCESS_RULES is set, all three otherwise"},
+		func(s *Settings) *string { return &s.PolicyOverrides }, checkPolicyOverrides),
 	{Spec: Spec{Name: "LOG_LEVEL", Default: "info",
 		Help: "debug, info, warn or error"},
 		set: setLogLevel,
@@ -193,6 +207,24 @@ func duration(sp Spec, field func(*Settings) *time.Duration, check func(time.Dur
 			return nil
 		},
 		get: func(s *Settings) string { return field(s).String() },
+	}
+}
+
+func boolean(sp Spec, field func(*Settings) *bool) entry {
+	return entry{
+		Spec: sp,
+		set: func(s *Settings, v string) error {
+			switch strings.ToLower(v) {
+			case "true":
+				*field(s) = true
+			case "false":
+				*field(s) = false
+			default:
+				return fmt.Errorf("%q is not a boolean; use true or false", v)
+			}
+			return nil
+		},
+		get: func(s *Settings) string { return strconv.FormatBool(*field(s)) },
 	}
 }
 
@@ -361,4 +393,56 @@ func setTrustedIssuers(s *Settings, v string) error {
 	}
 	s.TrustedIssuers = issuers
 	return nil
+}
+
+// setTenantClaims reads SOURCE=APPLICATION pairs. Sources are link source ids as the host reports them, compared
+// exactly; applications are compared the way request application names are (lowercase, non-alphanumerics as '_').
+func setTenantClaims(s *Settings, v string) error {
+	var claims []TenantClaim
+	for pair := range strings.SplitSeq(v, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		source, app, ok := strings.Cut(pair, "=")
+		source, app = strings.TrimSpace(source), strings.TrimSpace(app)
+		if !ok || source == "" || app == "" || strings.ContainsAny(source+app, "= \t") {
+			return fmt.Errorf("%q is not SOURCE=APPLICATION; list pairs such as storefront-api=shop, where storefront-api is the id of the link's source component", pair)
+		}
+		claims = append(claims, TenantClaim{Source: source, Application: app})
+	}
+	s.TenantClaims = claims
+	return nil
+}
+
+func tenantClaimsText(claims []TenantClaim) string {
+	parts := make([]string, len(claims))
+	for i, c := range claims {
+		parts[i] = c.Source + "=" + c.Application
+	}
+	return strings.Join(parts, ",")
+}
+
+// OverrideProperties are the policy properties that change where a request reads, which POLICY_OVERRIDES governs.
+var OverrideProperties = []string{"project_id", "environment", "secret_path"}
+
+func checkPolicyOverrides(v string) (string, error) {
+	if strings.EqualFold(v, "none") {
+		return "none", nil
+	}
+	var props []string
+	for p := range strings.SplitSeq(v, ",") {
+		p = strings.ToLower(strings.TrimSpace(p))
+		switch {
+		case p == "":
+		case !slices.Contains(OverrideProperties, p):
+			return "", fmt.Errorf("%q is not an override property; list some of %s, or write none", p, strings.Join(OverrideProperties, ", "))
+		case !slices.Contains(props, p):
+			props = append(props, p)
+		}
+	}
+	if len(props) == 0 {
+		return "none", nil
+	}
+	return strings.Join(props, ","), nil
 }

@@ -3,8 +3,9 @@
 //
 // The checks follow wascap's validate_token as the official secrets backends use it: three base64url segments,
 // header typ "jwt" and alg "Ed25519", an Ed25519 signature by the key named in iss, required jti/iat/iss/sub, exp
-// with no leeway and nbf. Like wascap and every official backend, the issuer and subject prefixes are not
-// enforced: authenticity of a signature is not authorization, and trust decisions belong to the caller.
+// with no leeway and nbf. Unlike wascap, an entity's subject must be the key its kind is signed for (M... for a
+// component, V... for a provider), since access rules match on it. The issuer prefix is not enforced: authenticity
+// of a signature is not authorization, and trust decisions (TRUSTED_ISSUERS) belong to the caller.
 package wascap
 
 import (
@@ -77,6 +78,7 @@ var (
 	ErrNotYetValid = errors.New("token cannot be used before")
 	ErrSignature   = errors.New("signature is not valid")
 	ErrNotEntity   = errors.New("token is neither a component nor a capability provider")
+	ErrSubject     = errors.New("JWT error: invalid subject")
 )
 
 // header is the JOSE header; only the fields wascap checks.
@@ -141,7 +143,27 @@ func ParseEntity(tok string, now time.Time) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t.verify(kind, name, now)
+	c, err := t.verify(kind, name, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkEntitySubject(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkEntitySubject requires the key wash signs each kind of entity for: a module key (M...) for a component, a
+// service key (V...) for a provider. Access rules match on the subject, so it must be a key, not free text.
+func checkEntitySubject(c *Claims) error {
+	prefix, want := PrefixModule, "a module key (M...), as a component's"
+	if c.Kind == KindProvider {
+		prefix, want = PrefixService, "a service key (V...), as a provider's"
+	}
+	if err := CheckPublicKey(c.Subject, prefix); err != nil {
+		return fmt.Errorf("%w: subject %q is not %s: %w", ErrSubject, c.Subject, want, err)
+	}
+	return nil
 }
 
 // ParseHost verifies a host token, as the host sends in context.host_jwt. The 1.x host signs it with a new random

@@ -78,9 +78,11 @@ func TestPaddingTolerated(t *testing.T) {
 	acct := newAccount(t)
 	iss, _ := acct.PublicKey()
 	enc := base64.URLEncoding.EncodeToString
-	signed := enc([]byte(`{"typ":"jwt","alg":"Ed25519"}`)) + "." + enc([]byte(`{"jti":"j","iat":1,"iss":"`+iss+`","sub":"Mx","wascap":{"hash":"A"}}`))
-	if !strings.Contains(signed, "=") {
-		t.Fatal("test token has no padding")
+	sub := newKey(t, PrefixModule)
+	var signed string
+	for pad := ""; !strings.Contains(signed, "="); pad += "x" { // a claims length whose encoding needs padding
+		signed = enc([]byte(`{"typ":"jwt","alg":"Ed25519"}`)) + "." +
+			enc([]byte(`{"jti":"j","iat":1,"iss":"`+iss+`","sub":"`+sub+`","pad":"`+pad+`","wascap":{"hash":"A"}}`))
 	}
 	sig, _ := acct.Sign([]byte(signed))
 	if _, err := ParseEntity(signed+"."+enc(sig), testNow); err != nil {
@@ -411,4 +413,50 @@ func FuzzParseEntity(f *testing.F) {
 			t.Fatalf("host claims %v with err %v", h, err)
 		}
 	})
+}
+
+// An entity's subject is the key wash signed it for: a module key (M...) for a component, a service key (V...) for
+// a provider. Anything else is refused as a malformed entity token (the server answers InvalidEntityJWT).
+func TestEntitySubjectMustBeItsKindOfKey(t *testing.T) {
+	acct := newAccount(t)
+	account, _ := acct.PublicKey()
+	m, v := newKey(t, PrefixModule), newKey(t, PrefixService)
+	flip := map[bool]string{true: "B", false: "A"}[m[len(m)-1] == 'A']
+	badSum := m[:len(m)-1] + flip // another last character: the checksum no longer matches
+	hashes := map[string]string{"x86_64-linux": "ABC"}
+	tests := []struct {
+		name     string
+		provider bool
+		subject  string
+		ok       bool
+	}{
+		{name: "component with a module key", subject: m, ok: true},
+		{name: "provider with a service key", provider: true, subject: v, ok: true},
+		{name: "component with an account key", subject: account},
+		{name: "component with a service key", subject: v},
+		{name: "provider with a module key", provider: true, subject: m},
+		{name: "component with a made-up subject", subject: "MSUBJECT"},
+		{name: "component with a bad checksum", subject: badSum},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var tok string
+			var err error
+			if tt.provider {
+				tok, err = MintProvider(acct, tt.subject, "p", "vendor", hashes, testNow)
+			} else {
+				tok, err = MintComponent(acct, tt.subject, "c", testNow)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = ParseEntity(tok, testNow)
+			if tt.ok != (err == nil) {
+				t.Fatalf("ParseEntity: %v; want ok=%v", err, tt.ok)
+			}
+			if err != nil && (!errors.Is(err, ErrSubject) || !strings.Contains(err.Error(), "subject")) {
+				t.Fatalf("error %v does not say the subject is wrong", err)
+			}
+		})
+	}
 }

@@ -73,6 +73,9 @@ type Handlers struct {
 	// LinkPut receives a new link, or a replacement for a link with the same (source, target, namespace, package,
 	// name). A link whose LinkPut fails is not recorded.
 	LinkPut func(ctx context.Context, l Link) error
+	// LinkUnreadable receives, without secrets, a link put whose secrets cannot be decrypted, so the provider can
+	// fail closed for what that link would have configured. The link is not recorded.
+	LinkUnreadable func(ctx context.Context, l Link, err error)
 	// LinkDel receives the recorded link, or one built from the delete message when none was recorded.
 	LinkDel func(ctx context.Context, l Link) error
 	// ConfigUpdate receives the full merged config; on error the provider should keep its old settings.
@@ -346,6 +349,12 @@ func (p *Provider) handleLinkPut(ctx context.Context, span trace.Span, ld Interf
 	if err != nil {
 		failSpan(span, err)
 		p.log.Error("skipping link whose secrets cannot be decrypted", slog.Any("link", l), slog.Any("error", err))
+		if p.h.LinkUnreadable != nil {
+			ctx, cancel := context.WithTimeout(ctx, handlerTimeout)
+			l.Secrets = map[string]SecretValue{}
+			p.h.LinkUnreadable(ctx, l, err)
+			cancel()
+		}
 		return
 	}
 	l.Secrets = secrets

@@ -570,3 +570,32 @@ func TestNewRejectsBadInput(t *testing.T) {
 		})
 	}
 }
+
+// A link whose secrets cannot be decrypted is not applied, but the provider hears of it (without secrets), so that
+// it can fail closed for whatever the link would have configured.
+func TestUndecryptableLinkReachesLinkUnreadable(t *testing.T) {
+	k := newTestKeys(t)
+	rec := newRecorder()
+	unreadable := make(chan Link, 1)
+	handlers := rec.handlers()
+	handlers.LinkUnreadable = func(_ context.Context, l Link, err error) {
+		if err == nil {
+			t.Error("LinkUnreadable got no error")
+		}
+		unreadable <- l
+	}
+	h := startHarness(t, k, testHostData(k, true), handlers)
+	ld := componentToUs(t, k, nil)
+	ld.SourceID = "shop-api"
+	ld.TargetConfig = map[string]string{"APPLICATION": "shop"}
+	ld.TargetSecrets = ptr([]byte("xkv1 not sealed to us at all, nope"))
+	h.publish(t, subject(k.providerPub, "linkdefs.put"), ld)
+	got := receive(t, unreadable, "the undecryptable link")
+	if got.SourceID != "shop-api" || got.Config["APPLICATION"] != "shop" || len(got.Secrets) != 0 || !got.IsTarget {
+		t.Fatalf("LinkUnreadable got %#v", got.LogValue())
+	}
+	expectNone(t, rec.puts, "link put")
+	if n := len(h.p.Links()); n != 0 {
+		t.Fatalf("the undecryptable link was recorded (%d links)", n)
+	}
+}

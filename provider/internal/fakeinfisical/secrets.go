@@ -288,10 +288,11 @@ func (s *Server) getSecret(c *call) {
 	env, path := q.env, q.path
 	sec := f.secrets[name]
 	if sec == nil && q.imports {
-		// Imported folders are searched only when asked, before the server reports 404.
+		// Imported folders are searched only when asked, before the server reports 404. Like the real server, a
+		// secret found through a nested import is reported with the first-level import's environment and path.
 		for _, imp := range f.imports {
-			if g := lookupFolder(p, imp.env, imp.path, false); g != nil && g.secrets[name] != nil {
-				sec, env, path = g.secrets[name], imp.env, imp.path
+			if found := findImported(p, imp, name, 0); found != nil {
+				sec, env, path = found, imp.env, imp.path
 				break
 			}
 		}
@@ -313,7 +314,28 @@ func (s *Server) getSecret(c *call) {
 	if q.expand {
 		value = expand(p, env, path, value, 0)
 	}
-	c.json(http.StatusOK, map[string]any{"secret": secretJSON(p, env, path, name, sec, v, value)})
+	body := secretJSON(p, env, path, name, sec, v, value)
+	if s.omitSecretPath {
+		delete(body, "secretPath") // as older servers answer
+	}
+	c.json(http.StatusOK, map[string]any{"secret": body})
+}
+
+// findImported looks for name in the folder imp names, then through that folder's own imports (nested imports).
+func findImported(p *project, imp importRef, name string, depth int) *secret {
+	g := lookupFolder(p, imp.env, imp.path, false)
+	if g == nil || depth > 10 {
+		return nil
+	}
+	if sec := g.secrets[name]; sec != nil {
+		return sec
+	}
+	for _, next := range g.imports {
+		if sec := findImported(p, next, name, depth+1); sec != nil {
+			return sec
+		}
+	}
+	return nil
 }
 
 func (s *Server) listSecrets(c *call) {

@@ -22,6 +22,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,7 +70,8 @@ const (
 type Request struct {
 	Route    Route
 	Method   string
-	Path     string
+	Path     string // decoded
+	RawPath  string // as sent, percent-encoding kept
 	Query    url.Values
 	Time     time.Time
 	Identity string // the identity the token or login body named; "" when unknown
@@ -89,6 +91,11 @@ func WithTokenTTL(ttl, maxTTL time.Duration) Option {
 // threshold 0 disables it.
 func WithLockout(threshold int, window, duration time.Duration) Option {
 	return func(s *Server) { s.lockThreshold, s.lockWindow, s.lockDuration = threshold, window, duration }
+}
+
+// WithoutSecretPath makes single-secret answers omit secretPath, as older Infisical versions do.
+func WithoutSecretPath() Option {
+	return func(s *Server) { s.omitSecretPath = true }
 }
 
 type failure struct {
@@ -127,6 +134,8 @@ type Server struct {
 	fails         map[Route][]failure
 	hung          map[Route]bool
 	hangChanged   chan struct{}
+
+	omitSecretPath bool
 }
 
 // New starts a plain-HTTP fake on 127.0.0.1 and stops it when the test ends.
@@ -364,7 +373,9 @@ func (s *Server) wrap(route Route, fn func(*call)) http.Handler {
 		s.mu.Lock()
 		s.seq++
 		reqID := "req-" + strconv.Itoa(s.seq) + "-" + randomHex(4)
-		entry := &Request{Route: route, Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Time: time.Now(), ReqID: reqID}
+		rawPath, _, _ := strings.Cut(r.RequestURI, "?")
+		entry := &Request{Route: route, Method: r.Method, Path: r.URL.Path, RawPath: rawPath, Query: r.URL.Query(),
+			Time: time.Now(), ReqID: reqID}
 		s.log = append(s.log, entry)
 		s.counts[route]++
 		s.mu.Unlock()

@@ -1,0 +1,236 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"time"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/access"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/cache"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
+)
+
+// lookup is one verified get on its way through the backend: who asks, as which identity it reads, and where.
+type lookup struct {
+	v       *secrets.Verified
+	opts    options
+	version int
+	policy  *access.Policy
+	cache   *cache.Cache[cacheKey, infisical.Secret]
+	id      *identity
+	// subject is the requester asking for the secret the request names; checks of other secrets (an import's
+	// origin, a reference) copy it and change only Environment and Key.
+	subject access.Subject
+	folder  string
+	name    string
+}
+
+// at is where a secret lives in the lookup's project.
+type at struct{ environment, folder, name string }
+
+func (a at) key() string { return joinKey(a.folder, a.name) }
+
+// Get implements secrets.Handler.
+func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret, error) {
+	l, err := b.prepare(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.authorize(ctx, l.policy, l.subject, v); err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-replyMargin))
+		defer cancel()
+	}
+	asked := at{l.subject.Environment, l.folder, l.name}
+	sec, err := b.read(ctx, l, asked, l.version, l.opts.includeImports)
+	if err != nil {
+		return nil, b.upstreamFailure(ctx, asked.key(), err)
+	}
+	origin, err := b.checkOrigin(ctx, l, asked, sec)
+	if err != nil {
+		return nil, err
+	}
+	value := sec.Value
+	if l.opts.expandReferences {
+		if value, err = b.expand(ctx, l, origin, value); err != nil {
+			return nil, err
+		}
+	}
+	if f := v.Request.Field; f != nil && *f != "" {
+		if value, err = selectField(value, *f); err != nil {
+			b.log.Info("secret field not found", "key", asked.key(), "field", *f, "reason", err.Error())
+			return nil, secrets.NewError(secrets.KindSecretNotFound, "")
+		}
+	}
+	return buildSecret(value, sec.Version, l.opts.base64)
+}
+
+// prepare validates the request and resolves its identity, project, environment and key.
+func (b *Backend) prepare(ctx context.Context, v *secrets.Verified) (*lookup, error) {
+	opts, err := parseOptions(v.Policy.Properties)
+	if err != nil {
+		return nil, err
+	}
+	if len(opts.ignored) > 0 {
+		b.log.Debug("ignoring policy properties this backend does not use", "properties", opts.ignored)
+	}
+	l := &lookup{v: v, opts: opts}
+	if l.version, err = parseVersion(v.Request.Version); err != nil {
+		secrets.Annotate(ctx, slog.String("detail", err.Error()))
+		return nil, secrets.NewError(secrets.KindInvalidRequest, "")
+	}
+	var overrides []string
+	b.mu.RLock()
+	l.policy, l.cache, overrides, l.id = b.policy, b.cache, b.overrides, b.defaults
+	if t, ok := b.tenants[ApplicationKey(v.Application)]; ok && v.Application != "" {
+		l.id = t
+	}
+	b.mu.RUnlock()
+	if l.id.refused != "" {
+		secrets.Annotate(ctx, slog.String("identity", l.id.label), slog.String("detail", l.id.refused))
+		return nil, secrets.NewError(secrets.KindUpstreamError, fmt.Sprintf(
+			"the tenant link of application %s was refused (%s); the provider's log names the problem", l.id.label, l.id.refused))
+	}
+	inf := l.id.settings
+	if err := checkOverrides(opts, inf, overrides); err != nil {
+		return nil, err
+	}
+	project, environment, base := inf.ProjectID, inf.Environment, inf.SecretPath
+	if opts.projectID != "" {
+		project = opts.projectID
+	}
+	if opts.environment != "" {
+		environment = opts.environment
+	}
+	if opts.secretPath != "" {
+		base = opts.secretPath
+	}
+	if l.folder, l.name, err = resolveKey(base, v.Request.Key); err != nil {
+		secrets.Annotate(ctx, slog.String("detail", err.Error()))
+		return nil, secrets.NewError(secrets.KindInvalidRequest, "")
+	}
+	l.subject = access.Subject{
+		Issuer: v.Entity.Issuer, Subject: v.Entity.Subject, Name: v.Entity.Name, Application: v.Application,
+		Project: project, Environment: environment, Key: joinKey(l.folder, l.name),
+	}
+	secrets.Annotate(ctx, slog.String("identity", l.id.label), slog.String("project", project),
+		slog.String("environment", environment), slog.String("path", l.subject.Key))
+	return l, nil
+}
+
+// read reads one secret raw (references unexpanded) as the lookup's identity, through the cache. Infisical is asked
+// for expansion never: the backend expands references itself (expand.go), so that each is checked.
+func (b *Backend) read(ctx context.Context, l *lookup, a at, version int, imports bool) (infisical.Secret, error) {
+	key := cacheKey{identity: l.id.id, project: l.subject.Project, environment: a.environment, folder: a.folder,
+		name: a.name, version: version, imports: imports}
+	ref := infisical.SecretRef{ProjectID: l.subject.Project, Environment: a.environment, Path: a.folder, Name: a.name,
+		Version: version, IncludeImports: imports}
+	if _, _, stale := l.cache.Stale(key); stale {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, staleWait)
+		defer cancel()
+	}
+	up := l.id.upstream
+	sec, result, err := b.cached(ctx, l.cache, key, func(fctx context.Context) (infisical.Secret, error) {
+		return up.GetSecret(fctx, ref)
+	})
+	secrets.Annotate(ctx, slog.String("cache", string(result)))
+	if err == nil && result == cache.Stale {
+		_, age, _ := l.cache.Stale(key)
+		b.log.Warn("Infisical failing: serving a stale value", "key", a.key(), "identity", l.id.label,
+			"stale_for", age.Round(time.Second).String())
+	}
+	return sec, err
+}
+
+// checkOrigin returns where the value Infisical answered really lives. With include_imports Infisical may answer
+// from an imported folder or environment: the rules must allow where the value comes from, not only the path that
+// was asked for. Infisical names only the first-level import of a nested one, and older versions name no folder, so
+// an origin other than the folder asked, or one Infisical did not name, is confirmed by reading the secret there
+// directly; a value whose origin cannot be established is not served.
+func (b *Backend) checkOrigin(ctx context.Context, l *lookup, asked at, sec infisical.Secret) (at, error) {
+	if !l.opts.includeImports || l.policy.Rules() == 0 {
+		// Without imports the value is the folder's own; without rules every origin is allowed alike.
+		return asked, nil
+	}
+	origin := asked
+	if sec.Environment != "" {
+		origin.environment = sec.Environment
+	}
+	if sec.Path != "" {
+		origin.folder = path.Clean("/" + sec.Path)
+	}
+	if origin == asked && sec.Environment != "" && sec.Path != "" {
+		return origin, nil // Infisical found it in the folder asked, and said so
+	}
+	where := origin.environment + ":" + origin.folder
+	secrets.Annotate(ctx, slog.String("imported_from", origin.environment+":"+origin.key()))
+	actual := l.subject
+	actual.Environment, actual.Key = origin.environment, origin.key()
+	if err := b.authorize(ctx, l.policy, actual, l.v); err != nil {
+		return at{}, err
+	}
+	version := 0 // a version selects one in the folder asked; imports answer with the latest
+	if origin == asked {
+		version = l.version
+	}
+	direct, err := b.read(ctx, l, origin, version, false)
+	switch {
+	case errors.Is(err, infisical.ErrNotFound):
+		return at{}, b.unestablished(ctx, l, asked, where+" does not hold it itself: it came through a nested import, or Infisical did not say from where")
+	case err != nil:
+		return at{}, b.upstreamFailure(ctx, origin.key(), err)
+	case direct.Value != sec.Value:
+		return at{}, b.unestablished(ctx, l, asked, where+" holds another value: it came through a nested import, or changed meanwhile")
+	}
+	return origin, nil
+}
+
+// unestablished refuses an imported value whose origin is unknown: the rules cannot be checked against it.
+func (b *Backend) unestablished(ctx context.Context, l *lookup, asked at, why string) error {
+	secrets.Annotate(ctx, slog.String("decision", "denied"), slog.String("detail", "origin of an imported value unknown"))
+	b.log.Warn("access denied: an imported value whose origin cannot be established is not served", "entity", l.v.Entity.Subject,
+		"application", l.v.Application, "environment", asked.environment, "key", asked.key(), "reason", why)
+	return secrets.NewError(secrets.KindUnauthorized, "")
+}
+
+// authorize asks the access policy and logs a denial; the error is the wire error to send.
+func (b *Backend) authorize(ctx context.Context, policy *access.Policy, s access.Subject, v *secrets.Verified) error {
+	ok, reason := b.checkAccess(ctx, policy, s)
+	if !ok {
+		secrets.Annotate(ctx, slog.String("decision", "denied"))
+		b.log.Warn("access denied", "entity", v.Entity.Subject, "entity_name", v.Entity.Name, "issuer", v.Entity.Issuer,
+			"application", v.Application, "environment", s.Environment, "key", s.Key, "reason", reason)
+		return secrets.NewError(secrets.KindUnauthorized, "")
+	}
+	secrets.Annotate(ctx, slog.String("decision", "allowed"))
+	return nil
+}
+
+// upstreamFailure maps an error from the cache or Infisical to the one wire error the host sees.
+func (b *Backend) upstreamFailure(ctx context.Context, key string, err error) error {
+	if errors.Is(err, infisical.ErrNotFound) {
+		secrets.Annotate(ctx, slog.String("detail", "not found in Infisical"))
+		return secrets.NewError(secrets.KindSecretNotFound, "")
+	}
+	msg := err.Error()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		msg = "Infisical did not answer in time: " + msg
+	}
+	b.log.Warn("Infisical request failed", "key", key, "error", msg)
+	return secrets.NewError(secrets.KindUpstreamError, msg)
+}
+
+func joinKey(folder, name string) string {
+	if folder == "/" {
+		return "/" + name
+	}
+	return folder + "/" + name
+}
