@@ -126,7 +126,7 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 }
 
 func newCache(s *settings.Settings, now func() time.Time) *cache.Cache[cacheKey, infisical.Secret] {
-	return cache.New[cacheKey, infisical.Secret](cache.Options{
+	return cache.New[cacheKey, infisical.Secret](cache.Options[infisical.Secret]{
 		TTL:          s.CacheTTL,
 		StaleIfError: s.StaleIfError,
 		FetchTimeout: fetchBudget(s.UpstreamTimeout),
