@@ -137,10 +137,10 @@ func newCache(s *settings.Settings, now func() time.Time) *cache.Cache[cacheKey,
 	})
 }
 
-// fetchBudget bounds one shared upstream fetch, retries included: about three attempts, and never more than fits in
-// the host's 10 s with the request's other work. Callers wait at most their own budget.
+// fetchBudget bounds one shared upstream fetch, retries included: up to infisical.MaxAttempts attempts, and never
+// more than fits in the host's 10 s with the request's other work. Callers wait at most their own budget.
 func fetchBudget(attempt time.Duration) time.Duration {
-	return min(3*attempt, 7*time.Second)
+	return min(infisical.MaxAttempts*attempt, 7*time.Second)
 }
 
 // staleWait is how long a request with a stale value to fall back on waits for a refresh before serving the stale

@@ -52,9 +52,12 @@ const (
 	DefaultLoginBackoff = time.Second
 )
 
+// MaxAttempts bounds the calls one read makes: the first and two retries (of a 5xx, a network error, or a 429 whose
+// named wait fits the deadline). The README says so; a test holds both to it.
+const MaxAttempts = 3
+
 // Retry and back-off tuning.
 const (
-	maxReadAttempts = 5
 	retryBase       = 100 * time.Millisecond
 	retryCap        = 2 * time.Second
 	authBackoffCap  = 5 * time.Minute
@@ -469,7 +472,7 @@ func (c *Client) GetSecret(ctx context.Context, ref SecretRef) (Secret, error) {
 		default:
 			return Secret{}, e
 		}
-		if attempt >= maxReadAttempts || !fits(ctx, wait) {
+		if attempt >= MaxAttempts || !fits(ctx, wait) {
 			return Secret{}, e
 		}
 		c.log.Debug("retrying Infisical read", "attempt", attempt, "wait", wait.String(), "error", e.Error())
