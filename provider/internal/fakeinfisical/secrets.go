@@ -30,6 +30,20 @@ type importRef struct{ env, path string }
 type secret struct {
 	id       string
 	versions []secretVersion // version n is versions[n-1]
+	hidden   bool            // identities may see that it exists but not read its value
+}
+
+// hiddenMask is what Infisical sends instead of a value the identity may describe but not read.
+const hiddenMask = "<hidden-by-infisical>"
+
+// HideValue makes a secret's value unreadable: gets and lists answer "<hidden-by-infisical>" with
+// secretValueHidden true, as Infisical does for an identity that may describe a secret but not read it.
+func (s *Server) HideValue(project, env, path, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.folderLocked(project, env, path, false); f != nil && f.secrets[strings.TrimSpace(name)] != nil {
+		f.secrets[strings.TrimSpace(name)].hidden = true
+	}
 }
 
 type secretVersion struct {
@@ -388,9 +402,12 @@ func listFolder(p *project, env, path string, f *folder, expandRefs, recursive b
 func secretJSON(p *project, env, path, name string, sec *secret, version int, value string) map[string]any {
 	created := sec.versions[0].at.UTC().Format(time.RFC3339Nano)
 	updated := sec.versions[version-1].at.UTC().Format(time.RFC3339Nano)
+	if sec.hidden {
+		value = hiddenMask
+	}
 	return map[string]any{
 		"id": sec.id, "_id": sec.id, "workspace": p.id, "environment": env, "version": version, "type": "shared",
-		"secretKey": name, "secretValue": value, "secretComment": "", "secretPath": path, "secretValueHidden": false,
+		"secretKey": name, "secretValue": value, "secretComment": "", "secretPath": path, "secretValueHidden": sec.hidden,
 		"tags": []any{}, "secretMetadata": []any{}, "createdAt": created, "updatedAt": updated,
 	}
 }
