@@ -424,23 +424,34 @@ func (c *Client) GetSecret(ctx context.Context, ref SecretRef) (Secret, error) {
 	if err != nil {
 		return Secret{}, err
 	}
+	return retrying(c, ctx, "read", func(s *session, attempt int) (Secret, error) {
+		return c.read(ctx, s, opts, attempt)
+	})
+}
+
+// retrying runs one Infisical call (op, on a session) up to MaxAttempts times within ctx: it retries network
+// errors, 5xx and a 429 whose wait fits, logs in again once if Infisical refuses the token, and fails at once while
+// a 429 pauses calls. Errors that are not *Error (not found, not modified) end it as they are.
+func retrying[T any](c *Client, ctx context.Context, what string, op func(s *session, attempt int) (T, error)) (T, error) {
 	var (
+		zero     T
 		s        *session
+		err      error
 		relogged bool
 	)
 	for attempt := 1; ; attempt++ {
 		if s == nil {
 			if s, err = c.session(ctx, nil); err != nil {
-				return Secret{}, err
+				return zero, err
 			}
 		}
-		sec, err := c.read(ctx, s, opts, attempt)
+		v, err := op(s, attempt)
 		if err == nil {
-			return sec, nil
+			return v, nil
 		}
 		e, ok := asError(err)
 		if !ok {
-			return Secret{}, err // not found
+			return zero, err // not found, not modified
 		}
 		var wait time.Duration
 		switch {
@@ -448,27 +459,27 @@ func (c *Client) GetSecret(ctx context.Context, ref SecretRef) (Secret, error) {
 			relogged = true
 			c.log.Debug("Infisical refused the access token; logging in again", "status", e.Status, "req_id", e.RequestID)
 			if s, err = c.session(ctx, s); err != nil {
-				return Secret{}, err
+				return zero, err
 			}
 			continue
 		case errors.Is(e, ErrPaused):
-			return Secret{}, e // another call's 429 paused calls: fail at once rather than add to the limit
+			return zero, e // another call's 429 paused calls: fail at once rather than add to the limit
 		case e.Kind == KindRateLimited:
 			// The pause this 429 started (or a longer one) ends before the next attempt may go.
 			wait = max(e.RetryAfter, c.limits.Wait(c.baseURL), backoff(attempt))
 		case e.retryable():
 			wait = backoff(attempt)
 		default:
-			return Secret{}, e
+			return zero, e
 		}
 		if attempt >= MaxAttempts || !fits(ctx, wait) {
-			return Secret{}, e
+			return zero, e
 		}
-		c.log.Debug("retrying Infisical read", "attempt", attempt, "wait", wait.String(), "error", e.Error())
+		c.log.Debug("retrying Infisical "+what, "attempt", attempt, "wait", wait.String(), "error", e.Error())
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return Secret{}, e
+			return zero, e
 		}
 	}
 }
