@@ -361,4 +361,3 @@ func TestOpenCreatesTheBucketOnce(t *testing.T) {
 		t.Fatalf("bucket config %+v: want memory storage, per-entry TTLs and a size bound", info.Config)
 	}
 }
-
