@@ -17,6 +17,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/sharedcache"
 )
 
 // Upstream is what the backend needs from Infisical.
@@ -37,6 +38,8 @@ type Config struct {
 	Dial     Dialer // defaults to Dial(Settings.UpstreamTimeout, Logger)
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Shared is the cache tier replicas share (JetStream); nil keeps the cache in this process.
+	Shared *sharedcache.Tier
 }
 
 // identity is one Infisical login: the provider's own or one tenant's.
@@ -56,10 +59,12 @@ type cacheKey struct {
 
 // Backend serves secrets.Handler.
 type Backend struct {
-	log  *slog.Logger
-	dial Dialer // nil: real Infisical clients with the UPSTREAM_TIMEOUT in force
-	now  func() time.Time
-	tel  instruments
+	log    *slog.Logger
+	dial   Dialer // nil: real Infisical clients with the UPSTREAM_TIMEOUT in force
+	now    func() time.Time
+	tel    instruments
+	shared *sharedcache.Tier     // nil: no shared tier
+	limits *infisical.RateLimits // one rate-limit budget for every identity: Infisical counts per client IP
 
 	// changing serializes Reconfigure, SetTenant and RemoveTenant, which each read, dial and swap.
 	changing sync.Mutex
@@ -69,7 +74,7 @@ type Backend struct {
 	policy   *access.Policy
 	defaults *identity
 	tenants  map[string]*identity
-	cache    *cache.Cache[cacheKey, infisical.Secret]
+	caches   *caches
 }
 
 // New validates the settings and prepares the provider-level identity (no network call yet: logins are lazy).
@@ -77,13 +82,15 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.Settings == nil {
 		return nil, errors.New("backend: settings are required")
 	}
-	b := &Backend{log: cfg.Logger, dial: cfg.Dial, now: cfg.Now, tenants: map[string]*identity{}, tel: newInstruments()}
+	b := &Backend{log: cfg.Logger, dial: cfg.Dial, now: cfg.Now, tenants: map[string]*identity{}, tel: newInstruments(),
+		shared: cfg.Shared}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
 	if b.now == nil {
 		b.now = time.Now
 	}
+	b.limits = infisical.NewRateLimits(b.now)
 	if err := b.Reconfigure(cfg.Settings); err != nil {
 		return nil, err
 	}
@@ -111,8 +118,8 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	b.mu.Lock()
 	prev := b.settings
 	b.settings, b.policy, b.defaults = s, policy, def
-	if b.cache == nil || prev == nil || prev.CacheTTL != s.CacheTTL || prev.StaleIfError != s.StaleIfError || prev.UpstreamTimeout != s.UpstreamTimeout {
-		b.cache = newCache(s, b.now)
+	if b.caches == nil || prev == nil || cacheSettingsChanged(prev, s) {
+		b.caches = newCaches(s, b.now)
 	}
 	b.mu.Unlock()
 	if def != old && old != nil {
@@ -125,16 +132,10 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	return nil
 }
 
-func newCache(s *settings.Settings, now func() time.Time) *cache.Cache[cacheKey, infisical.Secret] {
-	return cache.New[cacheKey, infisical.Secret](cache.Options[infisical.Secret]{
-		TTL:          s.CacheTTL,
-		StaleIfError: s.StaleIfError,
-		FetchTimeout: fetchBudget(s.UpstreamTimeout),
-		Now:          now,
-		// Not found, and credentials or permissions Infisical now refuses, must never be answered from cache:
-		// access that was revoked stays revoked.
-		Final: infisical.IsFinal,
-	})
+// cacheSettingsChanged reports whether the memory tier must be rebuilt for s.
+func cacheSettingsChanged(prev, s *settings.Settings) bool {
+	return prev.CacheTTL != s.CacheTTL || prev.StaleIfError != s.StaleIfError || prev.UpstreamTimeout != s.UpstreamTimeout ||
+		prev.NotFoundTTL != s.NotFoundTTL || prev.CachePrefetch != s.CachePrefetch
 }
 
 // fetchBudget bounds one shared upstream fetch, retries included: up to infisical.MaxAttempts attempts, and never
@@ -151,7 +152,7 @@ const staleWait = 1500 * time.Millisecond
 func (b *Backend) newIdentity(label string, s settings.Infisical, timeout time.Duration) (*identity, error) {
 	dial := b.dial
 	if dial == nil {
-		dial = Dial(timeout, b.log)
+		dial = dialer(timeout, b.log, b.limits)
 	}
 	up, err := dial(s)
 	if err != nil {
@@ -219,12 +220,12 @@ func (b *Backend) RemoveTenant(appKey string) {
 	b.mu.Lock()
 	old := b.tenants[appKey]
 	delete(b.tenants, appKey)
-	c := b.cache
+	c := b.caches
 	b.mu.Unlock()
 	if old == nil {
 		return
 	}
-	c.DeleteFunc(func(k cacheKey) bool { return k.identity == old.id })
+	c.forget(old.id)
 	retire(old.upstream)
 	b.log.Info("tenant removed", "application", appKey)
 }
@@ -269,13 +270,13 @@ func (b *Backend) Warmup(ctx context.Context) {
 // nothing is cached to fall back on.
 func (b *Backend) Health(ctx context.Context) (bool, string) {
 	b.mu.RLock()
-	policy, def, c := b.policy, b.defaults, b.cache
+	policy, def, c := b.policy, b.defaults, b.caches
 	b.mu.RUnlock()
 	if policy.TrustsNobody() {
 		return false, "no trusted issuers: set TRUSTED_ISSUERS"
 	}
 	if h, ok := def.upstream.(interface{ Healthy() error }); ok {
-		if err := h.Healthy(); err != nil && c.Len() == 0 {
+		if err := h.Healthy(); err != nil && c.len() == 0 {
 			return false, "Infisical is failing and nothing is cached: " + err.Error()
 		}
 	}
@@ -299,7 +300,7 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 	}
 
 	b.mu.RLock()
-	policy, c := b.policy, b.cache
+	policy, c := b.policy, b.caches
 	id := b.defaults
 	if t, ok := b.tenants[ApplicationKey(v.Application)]; ok && v.Application != "" {
 		id = t
@@ -339,26 +340,12 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 	ref := infisical.SecretRef{ProjectID: project, Environment: environment, Path: folder, Name: name,
 		Version: version, ExpandReferences: opts.expandReferences, IncludeImports: opts.includeImports}
 
-	waitCtx := ctx
-	if dl, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		waitCtx, cancel = context.WithDeadline(ctx, dl.Add(-replyMargin))
-		defer cancel()
-	}
-	if _, _, stale := c.Stale(key); stale {
-		var cancel context.CancelFunc
-		waitCtx, cancel = context.WithTimeout(waitCtx, staleWait)
-		defer cancel()
-	}
-	sec, result, err := b.cached(waitCtx, c, key, func(fctx context.Context) (infisical.Secret, error) {
-		return id.upstream.GetSecret(fctx, ref)
-	})
+	sec, result, age, err := b.lookup(ctx, c, id, key, ref)
 	secrets.Annotate(ctx, slog.String("cache", string(result)))
 	if err != nil {
 		return nil, b.upstreamFailure(ctx, fullKey, err)
 	}
 	if result == cache.Stale {
-		_, age, _ := c.Stale(key)
 		b.log.Warn("Infisical failing: serving a stale value", "key", fullKey, "identity", id.label,
 			"stale_for", age.Round(time.Second).String())
 	}

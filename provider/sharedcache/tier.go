@@ -410,11 +410,19 @@ func (t *Tier) Claim(ctx context.Context, key []byte, maxAge, wait time.Duration
 	switch {
 	case err == nil:
 		t.fine()
-		return Entry{}, false, func() {
+		release := func() {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.OpTimeout)
 			defer cancel()
 			_ = t.purge(rctx, kv, lease) // if this fails, the claim's own TTL ends it
 		}
+		// A replica that held the claim until a moment ago stored its entry before releasing it: look again, or
+		// the fleet would fetch once per replica that missed in that moment.
+		if e, ok := t.Get(ctx, key, maxAge); ok {
+			release()
+			t.count(ctx, "waited")
+			return e, true, noop
+		}
+		return Entry{}, false, release
 	case !errors.Is(err, jetstream.ErrKeyExists):
 		t.trouble(ctx, "claim", err)
 		return Entry{}, false, noop
