@@ -114,8 +114,8 @@ func Storm(cfg StormConfig) (cold, warm StormPass, err error) {
 }
 
 func stormFolder(cfg StormConfig, c int) string { return "/apps/f" + strconv.Itoa(c%cfg.Folders) }
-func stormName(c, s int) string                  { return fmt.Sprintf("C%d_S%d", c, s) }
-func stormValue(c, s int) string                 { return fmt.Sprintf("value-%d-%d", c, s) }
+func stormName(c, s int) string                 { return fmt.Sprintf("C%d_S%d", c, s) }
+func stormValue(c, s int) string                { return fmt.Sprintf("value-%d-%d", c, s) }
 
 // startFleet runs the replicas (`serve`, in-process) and waits until each has subscribed.
 func startFleet(natsURL, infisicalURL string, issuer nkeys.KeyPair, cfg StormConfig) (stop func(), err error) {
