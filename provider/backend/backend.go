@@ -119,7 +119,7 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	prev := b.settings
 	b.settings, b.policy, b.defaults = s, policy, def
 	if b.caches == nil || prev == nil || cacheSettingsChanged(prev, s) {
-		b.caches = newCaches(s, b.now)
+		b.caches = newCaches(s, b.now, b.shared)
 	}
 	b.mu.Unlock()
 	if def != old && old != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/cache"
@@ -174,18 +175,25 @@ type caches struct {
 	folders *cache.Cache[folderKey, *folder]
 	missing *cache.Cache[cacheKey, time.Time] // "not found" answers, by when Infisical gave them
 
+	// shared is the shared tier to read and fill, nil when CACHE_TTL is 0 (nothing is cached). Final answers delete
+	// shared entries through Backend.shared whatever this replica caches.
+	shared       *sharedcache.Tier
 	prefetch     bool
-	ttl, stale   time.Duration
+	ttl          time.Duration
 	notFoundTTL  time.Duration
 	claimWait    time.Duration // how long to wait for another replica's fetch of the same entry
 	now          func() time.Time
 	sharedMaxAge time.Duration // how old a shared entry may be to serve at all (stale included)
 }
 
-func newCaches(s *settings.Settings, now func() time.Time) *caches {
+func newCaches(s *settings.Settings, now func() time.Time, shared *sharedcache.Tier) *caches {
 	budget := fetchBudget(s.UpstreamTimeout)
 	notFound := min(s.NotFoundTTL, s.CacheTTL)
+	if s.CacheTTL <= 0 {
+		shared = nil
+	}
 	return &caches{
+		shared: shared,
 		secrets: cache.New[cacheKey, read](cache.Options[read]{
 			TTL: s.CacheTTL, StaleIfError: s.StaleIfError, FetchTimeout: budget, Now: now,
 			// Not found, and credentials or permissions Infisical now refuses, must never be answered from cache:
@@ -204,7 +212,6 @@ func newCaches(s *settings.Settings, now func() time.Time) *caches {
 		missing:      cache.New[cacheKey, time.Time](cache.Options[time.Time]{TTL: notFound, Now: now}),
 		prefetch:     s.CachePrefetch && s.CacheTTL > 0,
 		ttl:          s.CacheTTL,
-		stale:        s.StaleIfError,
 		notFoundTTL:  notFound,
 		claimWait:    min(s.UpstreamTimeout, 3*time.Second),
 		now:          now,
@@ -250,7 +257,7 @@ func (b *Backend) lookup(ctx context.Context, c *caches, id *identity, key cache
 		return infisical.Secret{}, cache.Hit, 0, infisical.ErrNotFound
 	}
 	if lister, ok := id.upstream.(Lister); ok && c.prefetch && key.version == 0 {
-		sec, res, staleFor, err, decided := b.fromFolder(waitCtx, c, id, lister, key)
+		sec, res, staleFor, err, decided := b.fromFolder(waitCtx, c, lister, key)
 		if decided {
 			if errors.Is(err, infisical.ErrNotFound) && res != cache.Hit {
 				c.rememberMissing(key) // the folder itself is missing: remember the key like an exact read's
@@ -263,12 +270,12 @@ func (b *Backend) lookup(ctx context.Context, c *caches, id *identity, key cache
 
 // fromFolder answers key from its folder's listing. decided is false when the listing cannot answer for key (its
 // value is hidden or of unknown origin, or the listing may have left it out): then read it exactly.
-func (b *Backend) fromFolder(ctx context.Context, c *caches, id *identity, lister Lister, key cacheKey) (
+func (b *Backend) fromFolder(ctx context.Context, c *caches, lister Lister, key cacheKey) (
 	sec infisical.Secret, res cache.Result, staleFor time.Duration, err error, decided bool) {
 	fk := key.folderKey()
-	fetch := b.fetchFolder(c, id, lister, fk)
+	var listed atomic.Bool // this caller's fetch listed the folder from Infisical just now
 	f, res, err := cached(b, withStaleWait(ctx, c.folders, fk), func(ctx context.Context) (*folder, cache.Result, error) {
-		return c.folders.Get(ctx, fk, fetch)
+		return c.folders.Get(ctx, fk, b.fetchFolder(c, lister, fk, c.ttl, &listed))
 	})
 	for pass := 0; ; pass++ {
 		if err != nil {
@@ -286,13 +293,14 @@ func (b *Backend) fromFolder(ctx context.Context, c *caches, id *identity, liste
 		if res == cache.Stale {
 			return infisical.Secret{}, res, 0, errNotInStaleListing, true
 		}
-		// Absent from a complete listing: not found, if Infisical said so recently enough. An older listing is
-		// revalidated once (a 304 costs no re-decoding), so that a secret created since is found.
-		if pass > 0 || b.now().Sub(f.at) < c.notFoundTTL || res == cache.Miss {
+		// Absent from a complete listing: not found, if Infisical said so recently enough. An older listing (from
+		// memory or another replica) is revalidated once, so that a secret created since is found; a 304 costs no
+		// re-decoding.
+		if pass > 0 || listed.Load() || b.now().Sub(f.at) < c.notFoundTTL {
 			return infisical.Secret{}, res, 0, infisical.ErrNotFound, true
 		}
 		f, res, err = cached(b, ctx, func(ctx context.Context) (*folder, cache.Result, error) {
-			return c.folders.GetWithin(ctx, fk, c.notFoundTTL, fetch)
+			return c.folders.GetWithin(ctx, fk, c.notFoundTTL, b.fetchFolder(c, lister, fk, c.notFoundTTL, &listed))
 		})
 	}
 }
@@ -309,21 +317,22 @@ func withStaleWait[K comparable, V any](ctx context.Context, c *cache.Cache[K, V
 	return ctx
 }
 
-// fetchFolder fills a folder's listing for the memory tier: from the shared tier if another replica listed it
-// recently, else from Infisical (one replica of the fleet at a time), revalidating what is held with its ETag.
-func (b *Backend) fetchFolder(c *caches, id *identity, lister Lister, fk folderKey) func(context.Context) (*folder, error) {
+// fetchFolder fills a folder's listing for the memory tier: from the shared tier if another replica listed it less
+// than maxAge ago, else from Infisical (one replica of the fleet at a time), revalidating what is held with its
+// ETag; listed is set when the listing came from Infisical.
+func (b *Backend) fetchFolder(c *caches, lister Lister, fk folderKey, maxAge time.Duration, listed *atomic.Bool) func(context.Context) (*folder, error) {
 	return func(ctx context.Context) (*folder, error) {
 		skey := fk.bytes()
 		prev, _, _ := c.folders.Latest(fk)
 		if f := b.sharedFolder(ctx, c, skey); f != nil {
-			if c.now().Sub(f.at) < c.ttl {
+			if c.now().Sub(f.at) < maxAge {
 				return f, nil
 			}
 			if prev == nil || f.at.After(prev.at) {
 				prev = f
 			}
 		}
-		e, filled, release := b.shared.Claim(ctx, skey, c.ttl, c.claimWait)
+		e, filled, release := c.shared.Claim(ctx, skey, maxAge, c.claimWait)
 		defer release()
 		if filled {
 			if f, err := decodeFolder(e); err == nil {
@@ -351,14 +360,14 @@ func (b *Backend) fetchFolder(c *caches, id *identity, lister Lister, fk folderK
 		default:
 			f = newFolder(l, now)
 		}
-		b.shared.Put(ctx, skey, encodeFolder(f), now, c.sharedMaxAge)
+		c.shared.Put(ctx, skey, encodeFolder(f), now, c.sharedMaxAge)
 		return f, nil
 	}
 }
 
 // sharedFolder returns the folder another replica stored, if it is within STALE_IF_ERROR of its TTL.
 func (b *Backend) sharedFolder(ctx context.Context, c *caches, skey []byte) *folder {
-	e, ok := b.shared.Get(ctx, skey, c.sharedMaxAge)
+	e, ok := c.shared.Get(ctx, skey, c.sharedMaxAge)
 	if !ok {
 		return nil
 	}
@@ -385,7 +394,7 @@ func (b *Backend) exact(ctx context.Context, c *caches, id *identity, key cacheK
 	skey := key.bytes()
 	fetch := func(fctx context.Context) (read, error) {
 		prev, _, hadPrev := c.secrets.Latest(key)
-		if e, ok := b.shared.Get(fctx, skey, c.sharedMaxAge); ok {
+		if e, ok := c.shared.Get(fctx, skey, c.sharedMaxAge); ok {
 			if r, err := decodeRead(e); err == nil {
 				if c.now().Sub(r.at) < c.ttl {
 					return r, nil
@@ -395,7 +404,7 @@ func (b *Backend) exact(ctx context.Context, c *caches, id *identity, key cacheK
 				}
 			}
 		}
-		e, filled, release := b.shared.Claim(fctx, skey, c.ttl, c.claimWait)
+		e, filled, release := c.shared.Claim(fctx, skey, c.ttl, c.claimWait)
 		defer release()
 		if filled {
 			if r, err := decodeRead(e); err == nil {
@@ -412,7 +421,7 @@ func (b *Backend) exact(ctx context.Context, c *caches, id *identity, key cacheK
 			return read{}, err
 		}
 		r := read{Secret: sec, at: c.now()}
-		b.shared.Put(fctx, skey, encodeRead(r), r.at, c.sharedMaxAge)
+		c.shared.Put(fctx, skey, encodeRead(r), r.at, c.sharedMaxAge)
 		return r, nil
 	}
 	r, res, err := cached(b, withStaleWait(ctx, c.secrets, key), func(ctx context.Context) (read, cache.Result, error) {

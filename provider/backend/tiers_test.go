@@ -378,6 +378,24 @@ func TestSharedCacheServesEveryReplica(t *testing.T) {
 	}
 }
 
+// A listing another replica made is as old as it is: a key it lacks is not found only while the listing is younger
+// than CACHE_NOT_FOUND_TTL; an older one is revalidated first, so a secret created since is found.
+func TestNotFoundFromASharedListingIsAsFreshAsThatListing(t *testing.T) {
+	url, _ := natstest.StartJetStream(t)
+	fake, clk, seed := tierFake(t), newTestClock(), xkeySeed(t)
+	first := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
+	first.mustGet(t, "/shop/A", "shop-a2")
+	second := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
+	second.wantKind(t, "/shop/NEW", secrets.KindSecretNotFound) // the listing is a moment old
+	wantCalls(t, fake, calls{lists: 1})
+
+	fake.SetSecret(testProject, "prod", "/shop", "NEW", "new")
+	clk.Advance(6 * time.Second)
+	third := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
+	third.mustGet(t, "/shop/NEW", "new")
+	wantCalls(t, fake, calls{lists: 2})
+}
+
 // A not found or a refused permission seen by one replica removes the shared entry, so that no replica serves it
 // stale afterwards.
 func TestFinalAnswersRemoveTheSharedEntry(t *testing.T) {
