@@ -247,10 +247,11 @@ var errNotInStaleListing = &infisical.Error{Kind: infisical.KindUnavailable,
 // lookup reads key through the tiers. It returns the value, how the memory tier got it, how long ago a stale value
 // expired, and an error wrapping infisical.ErrNotFound when Infisical says there is no such secret.
 func (b *Backend) lookup(ctx context.Context, c *caches, id *identity, key cacheKey, ref infisical.SecretRef) (infisical.Secret, cache.Result, time.Duration, error) {
-	waitCtx := ctx
+	// Cancelled when the lookup returns, which also ends the stale waits derived from it.
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if dl, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		waitCtx, cancel = context.WithDeadline(ctx, dl.Add(-replyMargin))
+		waitCtx, cancel = context.WithDeadline(waitCtx, dl.Add(-replyMargin))
 		defer cancel()
 	}
 	if c.knownMissing(key) {
