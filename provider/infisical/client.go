@@ -276,6 +276,11 @@ func (c *Client) session(ctx context.Context, stale *session) (*session, error) 
 				s, err = nil, c.panicked("the login to Infisical", p)
 			}
 		}()
+		// A login that finished between this caller's check above and its joining the flight has already stored
+		// a usable session: one login serves every concurrent caller.
+		if cur := c.current.Load(); cur != nil && cur != stale && cur.usable(time.Now()) {
+			return cur, nil
+		}
 		return c.loginOnce(parent)
 	})
 	select {
