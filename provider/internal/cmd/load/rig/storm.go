@@ -54,7 +54,8 @@ func (p StormPass) Percentile(q float64) time.Duration {
 }
 
 // Storm starts a fresh fleet (NATS with JetStream, a fake Infisical with the rate limit, the replicas, the hosts)
-// and runs the storm twice: on a cold cache, then at once again on the warm one. Everything stops before it returns.
+// and runs the storm on a cold cache, then at once again (three times, summed) on the warm one. Everything stops
+// before it returns.
 func Storm(cfg StormConfig) (cold, warm StormPass, err error) {
 	if cfg.Hosts < 1 || cfg.Components < 1 || cfg.Secrets < 1 || cfg.Folders < 1 || cfg.Replicas < 1 {
 		return cold, warm, errors.New("storm: hosts, components, secrets, folders and replicas must be positive")
@@ -109,8 +110,28 @@ func Storm(cfg StormConfig) (cold, warm StormPass, err error) {
 		}
 	}
 	cold = stormPass(cfg, fake, hosts, comps)
-	warm = stormPass(cfg, fake, hosts, comps)
+	// Latency on a warm cache is the sum of three passes: one is short enough for a busy machine to skew it.
+	for range warmPasses {
+		warm.add(stormPass(cfg, fake, hosts, comps))
+	}
+	slices.Sort(warm.Latencies)
 	return cold, warm, nil
+}
+
+// warmPasses is how many times the storm runs again on the warm cache.
+const warmPasses = 3
+
+func (p *StormPass) add(o StormPass) {
+	p.Gets += o.Gets
+	p.Failed += o.Failed
+	if p.FirstErr == nil {
+		p.FirstErr = o.FirstErr
+	}
+	p.Latencies = append(p.Latencies, o.Latencies...)
+	p.Elapsed += o.Elapsed
+	p.Lists += o.Lists
+	p.Reads += o.Reads
+	p.RateLimited += o.RateLimited
 }
 
 func stormFolder(cfg StormConfig, c int) string { return "/apps/f" + strconv.Itoa(c%cfg.Folders) }

@@ -21,7 +21,7 @@ func TestStormCounts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cold.Gets != 12 || warm.Gets != 12 {
+			if cold.Gets != 12 || warm.Gets != 12*warmPasses {
 				t.Fatalf("%d and %d gets; want 12 in each pass", cold.Gets, warm.Gets)
 			}
 			if calls := cold.Lists + cold.Reads; calls > tt.maxCalls || calls == 0 {
