@@ -33,7 +33,7 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultOpTimeout   = 500 * time.Millisecond
+	DefaultOpTimeout   = time.Second
 	DefaultOpenTimeout = 2 * time.Second
 	// MaxBucketBytes bounds the bucket (in the NATS server's memory) when this provider creates it.
 	MaxBucketBytes = 64 << 20
@@ -450,7 +450,8 @@ func (t *Tier) await(ctx context.Context, kv jetstream.KeyValue, key []byte, lea
 		return e, true
 	}
 	if _, err := kv.Get(wctx, lease); errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Entry{}, false
+		// Released since: its holder stored the entry first, unless its fetch failed.
+		return t.Get(ctx, key, maxAge)
 	}
 	for {
 		select {

@@ -163,6 +163,8 @@ func startFleet(natsURL, infisicalURL string, issuer nkeys.KeyPair, cfg StormCon
 		"BACKEND_NAME":            Backend,
 		"CACHE_PREFETCH":          strconv.FormatBool(cfg.Prefetch),
 		"SHARED_CACHE":            strconv.FormatBool(cfg.Shared),
+		// Longer than the whole run on a busy machine, so that the warm passes find everything still fresh.
+		"CACHE_TTL": "5m",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
