@@ -58,10 +58,11 @@ par:
 	  --revision $(REVISION) --keys-dir build/keys --out build/$(BIN).par.gz $$bins
 	$(GO) run ./provider/internal/cmd/par verify --target x86_64-linux build/$(BIN).par.gz
 
-## bench: cache-hit get through real NATS vs a protocol-only baseline, and latency at 1/8/64 clients
+## bench: cache-hit get through real NATS vs a protocol-only baseline, latency at 1/8/64 clients, and a deployment storm
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./provider/...
 	$(GO) run ./provider/internal/cmd/load
+	$(GO) run ./provider/internal/cmd/load -storm
 
 ## docs: regenerate the settings table in README.md from the code
 docs:

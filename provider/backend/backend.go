@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/access"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/cache"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/sharedcache"
 )
 
 // Upstream is what the backend needs from Infisical.
@@ -35,6 +35,8 @@ type Config struct {
 	Dial     Dialer // defaults to Dial(Settings.UpstreamTimeout, Logger)
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Shared is the cache tier replicas share (JetStream); nil keeps the cache in this process.
+	Shared *sharedcache.Tier
 }
 
 // identity is one Infisical login: the provider's own or one tenant's.
@@ -56,10 +58,12 @@ type cacheKey struct {
 
 // Backend serves secrets.Handler.
 type Backend struct {
-	log  *slog.Logger
-	dial Dialer // nil: real Infisical clients with the UPSTREAM_TIMEOUT in force
-	now  func() time.Time
-	tel  instruments
+	log    *slog.Logger
+	dial   Dialer // nil: real Infisical clients with the UPSTREAM_TIMEOUT in force
+	now    func() time.Time
+	tel    instruments
+	shared *sharedcache.Tier     // nil: no shared tier
+	limits *infisical.RateLimits // one rate-limit budget for every identity: Infisical counts per client IP
 
 	// changing serializes Reconfigure, SetTenant, RefuseTenant and RemoveTenant, which each read, dial and swap.
 	changing sync.Mutex
@@ -70,7 +74,7 @@ type Backend struct {
 	overrides []string // policy properties a request may set to other than the identity's default
 	defaults  *identity
 	tenants   map[string]*identity
-	cache     *cache.Cache[cacheKey, infisical.Secret]
+	caches    *caches
 }
 
 // New validates the settings and prepares the provider-level identity (no network call yet: logins are lazy).
@@ -78,13 +82,15 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.Settings == nil {
 		return nil, errors.New("backend: settings are required")
 	}
-	b := &Backend{log: cfg.Logger, dial: cfg.Dial, now: cfg.Now, tenants: map[string]*identity{}, tel: newInstruments()}
+	b := &Backend{log: cfg.Logger, dial: cfg.Dial, now: cfg.Now, tenants: map[string]*identity{}, tel: newInstruments(),
+		shared: cfg.Shared}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
 	if b.now == nil {
 		b.now = time.Now
 	}
+	b.limits = infisical.NewRateLimits(b.now)
 	if err := b.Reconfigure(cfg.Settings); err != nil {
 		return nil, err
 	}
@@ -112,8 +118,8 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	b.mu.Lock()
 	prev := b.settings
 	b.settings, b.policy, b.defaults, b.overrides = s, policy, def, s.AllowedOverrides()
-	if b.cache == nil || prev == nil || prev.CacheTTL != s.CacheTTL || prev.StaleIfError != s.StaleIfError || prev.UpstreamTimeout != s.UpstreamTimeout {
-		b.cache = newCache(s, b.now)
+	if b.caches == nil || prev == nil || cacheSettingsChanged(prev, s) {
+		b.caches = newCaches(s, b.now, b.shared)
 	}
 	b.mu.Unlock()
 	if def != old && old != nil {
@@ -126,22 +132,16 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	return nil
 }
 
-func newCache(s *settings.Settings, now func() time.Time) *cache.Cache[cacheKey, infisical.Secret] {
-	return cache.New[cacheKey, infisical.Secret](cache.Options{
-		TTL:          s.CacheTTL,
-		StaleIfError: s.StaleIfError,
-		FetchTimeout: fetchBudget(s.UpstreamTimeout),
-		Now:          now,
-		// Not found, and credentials or permissions Infisical now refuses, must never be answered from cache:
-		// access that was revoked stays revoked.
-		Final: infisical.IsFinal,
-	})
+// cacheSettingsChanged reports whether the memory tier must be rebuilt for s.
+func cacheSettingsChanged(prev, s *settings.Settings) bool {
+	return prev.CacheTTL != s.CacheTTL || prev.StaleIfError != s.StaleIfError || prev.UpstreamTimeout != s.UpstreamTimeout ||
+		prev.NotFoundTTL != s.NotFoundTTL || prev.CachePrefetch != s.CachePrefetch
 }
 
-// fetchBudget bounds one shared upstream fetch, retries included: about three attempts, and never more than fits in
-// the host's 10 s with the request's other work. Callers wait at most their own budget.
+// fetchBudget bounds one shared upstream fetch, retries included: up to infisical.MaxAttempts attempts, and never
+// more than fits in the host's 10 s with the request's other work. Callers wait at most their own budget.
 func fetchBudget(attempt time.Duration) time.Duration {
-	return min(3*attempt, 7*time.Second)
+	return min(infisical.MaxAttempts*attempt, 7*time.Second)
 }
 
 // staleWait is how long a request with a stale value to fall back on waits for a refresh before serving the stale
@@ -152,7 +152,7 @@ const staleWait = 1500 * time.Millisecond
 func (b *Backend) newIdentity(label string, s settings.Infisical, timeout time.Duration) (*identity, error) {
 	dial := b.dial
 	if dial == nil {
-		dial = Dial(timeout, b.log)
+		dial = dialer(timeout, b.log, b.limits)
 	}
 	up, err := dial(s)
 	if err != nil {
@@ -236,13 +236,13 @@ func (b *Backend) swapTenant(appKey string, next *identity) bool {
 	} else {
 		b.tenants[appKey] = next
 	}
-	c := b.cache
+	c := b.caches
 	b.mu.Unlock()
 	if old == nil || old.upstream == nil {
 		return old != nil
 	}
 	if next == nil || next.id != old.id {
-		c.DeleteFunc(func(k cacheKey) bool { return k.identity == old.id })
+		c.forget(old.id)
 	}
 	retire(old.upstream)
 	return true
@@ -290,13 +290,13 @@ func (b *Backend) Warmup(ctx context.Context) {
 // nothing is cached to fall back on.
 func (b *Backend) Health(ctx context.Context) (bool, string) {
 	b.mu.RLock()
-	policy, def, c := b.policy, b.defaults, b.cache
+	policy, def, c := b.policy, b.defaults, b.caches
 	b.mu.RUnlock()
 	if policy.TrustsNobody() {
 		return false, "no trusted issuers: set TRUSTED_ISSUERS"
 	}
 	if h, ok := def.upstream.(interface{ Healthy() error }); ok {
-		if err := h.Healthy(); err != nil && c.Len() == 0 {
+		if err := h.Healthy(); err != nil && c.len() == 0 {
 			return false, "Infisical is failing and nothing is cached: " + err.Error()
 		}
 	}

@@ -20,7 +20,7 @@ type lookup struct {
 	opts    options
 	version int
 	policy  *access.Policy
-	cache   *cache.Cache[cacheKey, infisical.Secret]
+	caches  *caches
 	id      *identity
 	// subject is the requester asking for the secret the request names; checks of other secrets (an import's
 	// origin, a reference) copy it and change only Environment and Key.
@@ -42,11 +42,6 @@ func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret
 	}
 	if err := b.authorize(ctx, l.policy, l.subject, v); err != nil {
 		return nil, err
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.Add(-replyMargin))
-		defer cancel()
 	}
 	asked := at{l.subject.Environment, l.folder, l.name}
 	sec, err := b.read(ctx, l, asked, l.version, l.opts.includeImports)
@@ -88,7 +83,7 @@ func (b *Backend) prepare(ctx context.Context, v *secrets.Verified) (*lookup, er
 	}
 	var overrides []string
 	b.mu.RLock()
-	l.policy, l.cache, overrides, l.id = b.policy, b.cache, b.overrides, b.defaults
+	l.policy, l.caches, overrides, l.id = b.policy, b.caches, b.overrides, b.defaults
 	if t, ok := b.tenants[ApplicationKey(v.Application)]; ok && v.Application != "" {
 		l.id = t
 	}
@@ -125,27 +120,18 @@ func (b *Backend) prepare(ctx context.Context, v *secrets.Verified) (*lookup, er
 	return l, nil
 }
 
-// read reads one secret raw (references unexpanded) as the lookup's identity, through the cache. Infisical is asked
-// for expansion never: the backend expands references itself (expand.go), so that each is checked.
+// read reads one secret raw (references unexpanded) as the lookup's identity, through the cache tiers (tiers.go).
+// Infisical is asked for expansion never: the backend expands references itself (expand.go), so that each is checked.
 func (b *Backend) read(ctx context.Context, l *lookup, a at, version int, imports bool) (infisical.Secret, error) {
 	key := cacheKey{identity: l.id.id, project: l.subject.Project, environment: a.environment, folder: a.folder,
 		name: a.name, version: version, imports: imports}
 	ref := infisical.SecretRef{ProjectID: l.subject.Project, Environment: a.environment, Path: a.folder, Name: a.name,
 		Version: version, IncludeImports: imports}
-	if _, _, stale := l.cache.Stale(key); stale {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, staleWait)
-		defer cancel()
-	}
-	up := l.id.upstream
-	sec, result, err := b.cached(ctx, l.cache, key, func(fctx context.Context) (infisical.Secret, error) {
-		return up.GetSecret(fctx, ref)
-	})
+	sec, result, staleFor, err := b.lookup(ctx, l.caches, l.id, key, ref)
 	secrets.Annotate(ctx, slog.String("cache", string(result)))
 	if err == nil && result == cache.Stale {
-		_, age, _ := l.cache.Stale(key)
 		b.log.Warn("Infisical failing: serving a stale value", "key", a.key(), "identity", l.id.label,
-			"stale_for", age.Round(time.Second).String())
+			"stale_for", staleFor.Round(time.Second).String())
 	}
 	return sec, err
 }

@@ -59,14 +59,13 @@ func (b *Backend) checkAccess(ctx context.Context, policy *access.Policy, s acce
 	return ok, reason
 }
 
-// cached reads key through the cache inside its own span; the Infisical read that a miss starts is that span's child.
-// Each lookup also counts towards secrets.cache.results, whose only label is the result: keys would make the
-// metric's cardinality unbounded.
-func (b *Backend) cached(ctx context.Context, c *cache.Cache[cacheKey, infisical.Secret], key cacheKey,
-	fetch func(ctx context.Context) (infisical.Secret, error)) (infisical.Secret, cache.Result, error) {
+// cached runs one lookup of the memory tier (get) inside its own span; the shared-tier and Infisical calls that a
+// miss starts are that span's children. Each lookup also counts towards secrets.cache.results, whose only label is
+// the result: keys would make the metric's cardinality unbounded.
+func cached[V any](b *Backend, ctx context.Context, get func(context.Context) (V, cache.Result, error)) (V, cache.Result, error) {
 	ctx, span := b.tel.tracer.Start(ctx, spanCache)
 	defer span.End()
-	sec, result, err := c.Get(ctx, key, fetch)
+	v, result, err := get(ctx)
 	if result != "" {
 		span.SetAttributes(attrCacheResult.String(string(result)))
 		b.tel.cacheResults.Add(ctx, 1, metric.WithAttributes(attribute.String("result", string(result))))
@@ -74,5 +73,5 @@ func (b *Backend) cached(ctx context.Context, c *cache.Cache[cacheKey, infisical
 	if err != nil && !errors.Is(err, infisical.ErrNotFound) {
 		span.SetStatus(codes.Error, err.Error())
 	}
-	return sec, result, err
+	return v, result, err
 }

@@ -39,8 +39,14 @@ func InfisicalConfig(s settings.Infisical, upstreamTimeout time.Duration, log *s
 
 // Dial returns a Dialer that makes real Infisical clients with the given per-attempt timeout.
 func Dial(upstreamTimeout time.Duration, log *slog.Logger) Dialer {
+	return dialer(upstreamTimeout, log, nil)
+}
+
+// dialer is Dial with the rate-limit budget the clients share (nil: each its own).
+func dialer(upstreamTimeout time.Duration, log *slog.Logger, limits *infisical.RateLimits) Dialer {
 	return func(s settings.Infisical) (Upstream, error) {
 		cfg := InfisicalConfig(s, upstreamTimeout, log)
+		cfg.RateLimits = limits
 		if s.CACertPath != "" {
 			// Read at every dial, so a replaced CA file takes effect on the next reconfiguration or link.
 			pem, err := files.Read(s.CACertPath)

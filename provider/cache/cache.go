@@ -10,6 +10,10 @@
 //     StaleIfError ago is served instead of an error, unless the error is Final (for example "not found"), which
 //     drops the entry so that a deleted value is never resurrected.
 //
+// A value may carry the time it was really read (Options.FetchedAt, Put), so that one kept by another tier (the
+// cache shared between replicas) is fresh only for what is left of its TTL; GetWithin asks for a younger value than
+// the TTL where a caller needs one (a "not found" must come from a recent read).
+//
 // TTL 0 disables caching completely: nothing is stored (so nothing can be served stale either), but concurrent Gets
 // for one key still share one fetch. The cache holds at most MaxEntries values and evicts the least recently used.
 package cache
@@ -41,7 +45,7 @@ const (
 const DefaultMaxEntries = 10000
 
 // Options configures a Cache. The zero value is a cache that stores nothing and only coalesces.
-type Options struct {
+type Options[V any] struct {
 	TTL          time.Duration // how long a value is fresh; 0 (or less) disables caching
 	StaleIfError time.Duration // how long past TTL a value may still be served when the upstream fails
 	FetchTimeout time.Duration // bound on one shared fetch; 0 = only the fetch function's own limits
@@ -50,6 +54,10 @@ type Options struct {
 	// Final reports errors that prove the cached value is gone (e.g. not found): the entry is dropped and the error
 	// returned, never a stale value.
 	Final func(error) bool
+	// FetchedAt, when set, says when a fetched value was really read upstream (a value another tier kept for a
+	// while); the value is fresh for what is left of its TTL from then. A zero time or a time ahead of Now counts
+	// as now.
+	FetchedAt func(V) time.Time
 }
 
 type entry[K comparable, V any] struct {
@@ -68,7 +76,7 @@ type outcome[K comparable, V any] struct {
 
 // Cache is safe for concurrent use. Create it with New.
 type Cache[K comparable, V any] struct {
-	o     Options
+	o     Options[V]
 	group singleflight.Group
 
 	mu      sync.Mutex
@@ -79,7 +87,7 @@ type Cache[K comparable, V any] struct {
 }
 
 // New returns an empty cache.
-func New[K comparable, V any](o Options) *Cache[K, V] {
+func New[K comparable, V any](o Options[V]) *Cache[K, V] {
 	if o.MaxEntries <= 0 {
 		o.MaxEntries = DefaultMaxEntries
 	}
@@ -103,13 +111,23 @@ func New[K comparable, V any](o Options) *Cache[K, V] {
 // non-final error, or ctx ends before it returns, a value within StaleIfError is returned with Stale; otherwise the
 // error (for ctx, wrapped as "waiting for upstream: ...").
 func (c *Cache[K, V]) Get(ctx context.Context, key K, fetch func(ctx context.Context) (V, error)) (V, Result, error) {
-	if v, ok := c.fresh(key); ok {
+	return c.get(ctx, key, c.o.TTL, fetch)
+}
+
+// GetWithin is Get for a caller that needs a value read no more than maxAge ago (at most the TTL): an older one is
+// fetched again, and still serves as the stale fallback if that fails.
+func (c *Cache[K, V]) GetWithin(ctx context.Context, key K, maxAge time.Duration, fetch func(ctx context.Context) (V, error)) (V, Result, error) {
+	return c.get(ctx, key, min(maxAge, c.o.TTL), fetch)
+}
+
+func (c *Cache[K, V]) get(ctx context.Context, key K, ttl time.Duration, fetch func(ctx context.Context) (V, error)) (V, Result, error) {
+	if v, ok := c.fresh(key, ttl); ok {
 		return v, Hit, nil
 	}
 	var started atomic.Bool
 	ch := c.group.DoChan(flightKey(key), func() (any, error) {
 		started.Store(true)
-		return c.fill(ctx, key, fetch)
+		return c.fill(ctx, key, ttl, fetch)
 	})
 	c.joined.Add(1)
 	select {
@@ -117,7 +135,7 @@ func (c *Cache[K, V]) Get(ctx context.Context, key K, fetch func(ctx context.Con
 		o, _ := r.Val.(outcome[K, V])
 		if o.key != key {
 			// Two distinct keys printed alike: never hand one key's value to the other; fetch on our own.
-			o, err := c.fill(ctx, key, fetch)
+			o, err := c.fill(ctx, key, ttl, fetch)
 			return c.finish(key, o, err, Miss)
 		}
 		return c.finish(key, o, r.Err, role(&started))
@@ -158,7 +176,7 @@ func (c *Cache[K, V]) finish(key K, o outcome[K, V], err error, res Result) (V, 
 var ErrFetchPanicked = errors.New("the fetch panicked")
 
 // fill runs one fetch for key and stores its result. It runs once per flight, on the goroutine singleflight starts.
-func (c *Cache[K, V]) fill(ctx context.Context, key K, fetch func(ctx context.Context) (V, error)) (o outcome[K, V], err error) {
+func (c *Cache[K, V]) fill(ctx context.Context, key K, ttl time.Duration, fetch func(ctx context.Context) (V, error)) (o outcome[K, V], err error) {
 	// singleflight re-raises a panic on a goroutine of its own, where no caller could recover it: one bad fetch
 	// would end the process. It becomes this flight's error instead (not final: a stale value may still serve).
 	defer func() {
@@ -167,7 +185,7 @@ func (c *Cache[K, V]) fill(ctx context.Context, key K, fetch func(ctx context.Co
 		}
 	}()
 	// A fetch that finished between our cache check and joining the flight has already stored a fresh value.
-	if v, ok := c.fresh(key); ok {
+	if v, ok := c.fresh(key, ttl); ok {
 		return outcome[K, V]{key: key, value: v, cached: true}, nil
 	}
 	fctx := context.WithoutCancel(ctx)
@@ -183,7 +201,13 @@ func (c *Cache[K, V]) fill(ctx context.Context, key K, fetch func(ctx context.Co
 		}
 		return outcome[K, V]{key: key}, err
 	}
-	c.store(key, v)
+	at := c.o.Now()
+	if c.o.FetchedAt != nil {
+		if t := c.o.FetchedAt(v); !t.IsZero() && t.Before(at) {
+			at = t
+		}
+	}
+	c.store(key, v, at)
 	return outcome[K, V]{key: key, value: v}, nil
 }
 
@@ -202,10 +226,10 @@ func flightKey[K comparable](key K) string {
 	return fmt.Sprintf("%T\x00%#v", key, key)
 }
 
-// fresh returns key's value if it is within TTL, marking it recently used.
-func (c *Cache[K, V]) fresh(key K) (V, bool) {
+// fresh returns key's value if it is younger than ttl (at most the TTL), marking it recently used.
+func (c *Cache[K, V]) fresh(key K, ttl time.Duration) (V, bool) {
 	var zero V
-	if c.o.TTL <= 0 {
+	if ttl <= 0 {
 		return zero, false
 	}
 	now := c.o.Now()
@@ -216,7 +240,7 @@ func (c *Cache[K, V]) fresh(key K) (V, bool) {
 		return zero, false
 	}
 	age := now.Sub(e.stored)
-	if age < c.o.TTL {
+	if age < ttl {
 		c.lru.MoveToFront(e.elem)
 		return e.value, true
 	}
@@ -226,22 +250,30 @@ func (c *Cache[K, V]) fresh(key K) (V, bool) {
 	return zero, false
 }
 
-func (c *Cache[K, V]) store(key K, v V) {
+// Put stores v for key as read upstream at time at (a time ahead of Now counts as now), e.g. a value another tier
+// held: fresh while younger than the TTL, then a stale fallback like any other.
+func (c *Cache[K, V]) Put(key K, v V, at time.Time) {
+	if now := c.o.Now(); at.After(now) {
+		at = now
+	}
+	c.store(key, v, at)
+}
+
+func (c *Cache[K, V]) store(key K, v V, at time.Time) {
 	if c.o.TTL <= 0 {
 		return
 	}
-	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[key]; ok {
-		e.value, e.stored = v, now
+		e.value, e.stored = v, at
 		c.lru.MoveToFront(e.elem)
 		return
 	}
 	for c.lru.Len() >= c.o.MaxEntries {
 		c.remove(c.lru.Back().Value.(*entry[K, V]))
 	}
-	e := &entry[K, V]{key: key, value: v, stored: now}
+	e := &entry[K, V]{key: key, value: v, stored: at}
 	e.elem = c.lru.PushFront(e)
 	c.entries[key] = e
 }
@@ -268,6 +300,18 @@ func (c *Cache[K, V]) Stale(key K) (V, time.Duration, bool) {
 		return zero, 0, false
 	}
 	return e.value, past, true
+}
+
+// Latest returns key's stored value and when it was read, however old (an expired value still tells what to
+// revalidate), without marking it used.
+func (c *Cache[K, V]) Latest(key K) (V, time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[key]; ok {
+		return e.value, e.stored, true
+	}
+	var zero V
+	return zero, time.Time{}, false
 }
 
 // Len returns the number of stored entries, including expired ones not yet dropped.

@@ -51,7 +51,7 @@ func (f *counter) fetch(context.Context) (string, error) {
 	return fmt.Sprintf("%s#%d", f.value, n), nil
 }
 
-func newCache(t *testing.T, o Options) (*Cache[string, string], *clock) {
+func newCache(t *testing.T, o Options[string]) (*Cache[string, string], *clock) {
 	t.Helper()
 	clk := newClock()
 	o.Now = clk.Now
@@ -126,7 +126,7 @@ func TestGet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, clk := newCache(t, Options{TTL: tt.ttl, StaleIfError: window})
+			c, clk := newCache(t, Options[string]{TTL: tt.ttl, StaleIfError: window})
 			f := &counter{value: "v"}
 			for i, s := range tt.steps {
 				clk.Advance(s.advance)
@@ -144,7 +144,7 @@ func TestGet(t *testing.T) {
 }
 
 func TestCoalescing(t *testing.T) {
-	c, _ := newCache(t, Options{TTL: time.Minute})
+	c, _ := newCache(t, Options[string]{TTL: time.Minute})
 	const callers = 20
 	release := make(chan struct{})
 	var once sync.Once
@@ -192,7 +192,7 @@ func TestCoalescing(t *testing.T) {
 }
 
 func TestTTLZeroStillCoalesces(t *testing.T) {
-	c, _ := newCache(t, Options{})
+	c, _ := newCache(t, Options[string]{})
 	release := make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
@@ -231,7 +231,7 @@ func TestCallerContextEnds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, clk := newCache(t, Options{TTL: ttl, StaleIfError: window, FetchTimeout: time.Minute})
+			c, clk := newCache(t, Options[string]{TTL: ttl, StaleIfError: window, FetchTimeout: time.Minute})
 			if tt.seed {
 				if _, _, err := c.Get(context.Background(), "k", func(context.Context) (string, error) { return "old", nil }); err != nil {
 					t.Fatal(err)
@@ -288,7 +288,7 @@ func TestCallerContextEnds(t *testing.T) {
 }
 
 func TestFetchTimeout(t *testing.T) {
-	c, _ := newCache(t, Options{TTL: time.Minute, FetchTimeout: time.Millisecond})
+	c, _ := newCache(t, Options[string]{TTL: time.Minute, FetchTimeout: time.Millisecond})
 	_, _, err := c.Get(context.Background(), "k", func(ctx context.Context) (string, error) {
 		<-ctx.Done()
 		return "", fmt.Errorf("fetch: %w", ctx.Err())
@@ -300,7 +300,7 @@ func TestFetchTimeout(t *testing.T) {
 
 func TestFetchKeepsContextValues(t *testing.T) {
 	type ctxKey struct{}
-	c, _ := newCache(t, Options{TTL: time.Minute})
+	c, _ := newCache(t, Options[string]{TTL: time.Minute})
 	ctx := context.WithValue(context.Background(), ctxKey{}, "trace")
 	v, _, err := c.Get(ctx, "k", func(ctx context.Context) (string, error) {
 		s, _ := ctx.Value(ctxKey{}).(string)
@@ -313,7 +313,7 @@ func TestFetchKeepsContextValues(t *testing.T) {
 
 func TestStale(t *testing.T) {
 	const ttl, window = 30 * time.Second, time.Minute
-	c, clk := newCache(t, Options{TTL: ttl, StaleIfError: window})
+	c, clk := newCache(t, Options[string]{TTL: ttl, StaleIfError: window})
 	if _, _, ok := c.Stale("k"); ok {
 		t.Fatal("Stale of a missing key reported ok")
 	}
@@ -344,7 +344,7 @@ func TestStale(t *testing.T) {
 }
 
 func TestMaxEntries(t *testing.T) {
-	c, _ := newCache(t, Options{TTL: time.Minute, MaxEntries: 3})
+	c, _ := newCache(t, Options[string]{TTL: time.Minute, MaxEntries: 3})
 	f := &counter{value: "v"}
 	get := func(key string) Result {
 		t.Helper()
@@ -379,7 +379,7 @@ func TestMaxEntries(t *testing.T) {
 }
 
 func TestDefaultMaxEntries(t *testing.T) {
-	c := New[int, int](Options{TTL: time.Minute})
+	c := New[int, int](Options[int]{TTL: time.Minute})
 	for i := range DefaultMaxEntries + 10 {
 		if _, _, err := c.Get(context.Background(), i, func(context.Context) (int, error) { return i, nil }); err != nil {
 			t.Fatal(err)
@@ -404,7 +404,7 @@ func TestDelete(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, _ := newCache(t, Options{TTL: time.Minute})
+			c, _ := newCache(t, Options[string]{TTL: time.Minute})
 			f := &counter{value: "v"}
 			for k := range tt.want {
 				if _, _, err := c.Get(context.Background(), k, f.fetch); err != nil {
@@ -422,7 +422,7 @@ func TestDelete(t *testing.T) {
 }
 
 func TestFlightKeysOfDifferentTypesDoNotCollide(t *testing.T) {
-	c := New[any, string](Options{TTL: time.Minute})
+	c := New[any, string](Options[string]{TTL: time.Minute})
 	release := make(chan struct{})
 	var once sync.Once
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
@@ -447,7 +447,7 @@ func TestFlightKeysOfDifferentTypesDoNotCollide(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
-	c, clk := newCache(t, Options{TTL: time.Second, StaleIfError: time.Second, MaxEntries: 8})
+	c, clk := newCache(t, Options[string]{TTL: time.Second, StaleIfError: time.Second, MaxEntries: 8})
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
@@ -476,7 +476,7 @@ func TestConcurrentUse(t *testing.T) {
 }
 
 func BenchmarkGetHit(b *testing.B) {
-	c := New[string, string](Options{TTL: time.Hour})
+	c := New[string, string](Options[string]{TTL: time.Hour})
 	fetch := func(context.Context) (string, error) { return "v", nil }
 	ctx := context.Background()
 	if _, _, err := c.Get(ctx, "k", fetch); err != nil {
@@ -515,7 +515,7 @@ func TestFetchPanicBecomesAnError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, clk := newCache(t, Options{TTL: ttl, StaleIfError: window})
+			c, clk := newCache(t, Options[string]{TTL: ttl, StaleIfError: window})
 			if tt.cached {
 				f := &counter{value: "v"}
 				if _, _, err := c.Get(context.Background(), "k", f.fetch); err != nil {
@@ -543,5 +543,110 @@ func TestFetchPanicBecomesAnError(t *testing.T) {
 				t.Fatalf("err = %v: the panic value leaked", err)
 			}
 		})
+	}
+}
+
+// A value that another tier read earlier (the shared cache) stays fresh only for what is left of its TTL.
+func TestFetchedAtStampsValues(t *testing.T) {
+	const ttl = 30 * time.Second
+	type stamped struct {
+		v  string
+		at time.Time
+	}
+	clk := newClock()
+	c := New[string, stamped](Options[stamped]{TTL: ttl, StaleIfError: time.Minute, Now: clk.Now,
+		FetchedAt: func(s stamped) time.Time { return s.at }})
+	var calls int
+	fetch := func(context.Context) (stamped, error) {
+		calls++
+		return stamped{v: fmt.Sprint("v", calls), at: clk.Now().Add(-20 * time.Second)}, nil
+	}
+	steps := []struct {
+		advance time.Duration
+		want    string
+		result  Result
+	}{
+		{want: "v1", result: Miss},
+		{advance: 9 * time.Second, want: "v1", result: Hit},
+		{advance: time.Second, want: "v2", result: Miss}, // 20 s + 10 s: its TTL is over
+	}
+	for i, s := range steps {
+		clk.Advance(s.advance)
+		got, res, err := c.Get(context.Background(), "k", fetch)
+		if err != nil || got.v != s.want || res != s.result {
+			t.Fatalf("step %d: got (%q, %s, %v), want (%q, %s)", i, got.v, res, err, s.want, s.result)
+		}
+	}
+	// A stamp in the future (a clock ahead of ours) counts from now, never beyond.
+	future := New[string, stamped](Options[stamped]{TTL: ttl, Now: clk.Now, FetchedAt: func(s stamped) time.Time { return s.at }})
+	if _, _, err := future.Get(context.Background(), "k", func(context.Context) (stamped, error) {
+		return stamped{v: "f", at: clk.Now().Add(time.Hour)}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, at, ok := future.Latest("k"); !ok || !at.Equal(clk.Now()) {
+		t.Fatalf("a future stamp was stored as %v (ok %v); want now, %v", at, ok, clk.Now())
+	}
+}
+
+func TestPutAndLatest(t *testing.T) {
+	const ttl, window = 30 * time.Second, time.Minute
+	c, clk := newCache(t, Options[string]{TTL: ttl, StaleIfError: window})
+	if _, _, ok := c.Latest("k"); ok {
+		t.Fatal("Latest of a missing key reported ok")
+	}
+	// Put with an old time: past its TTL, so a Get fetches, and the put value is the stale fallback.
+	c.Put("k", "put", clk.Now().Add(-ttl-time.Second))
+	if v, at, ok := c.Latest("k"); !ok || v != "put" || !at.Equal(clk.Now().Add(-ttl-time.Second)) {
+		t.Fatalf("Latest = (%q, %v, %v)", v, at, ok)
+	}
+	got, res, err := c.Get(context.Background(), "k", (&counter{err: errUpstream}).fetch)
+	if err != nil || got != "put" || res != Stale {
+		t.Fatalf("Get with a failing fetch = (%q, %s, %v); want the put value, stale", got, res, err)
+	}
+	c.Put("k", "fresh", clk.Now())
+	f := &counter{value: "v"}
+	if got, res, _ := c.Get(context.Background(), "k", f.fetch); got != "fresh" || res != Hit || f.calls.Load() != 0 {
+		t.Fatalf("Get after Put = (%q, %s), %d fetches; want the put value, hit, none", got, res, f.calls.Load())
+	}
+	// TTL 0 stores nothing, Put included.
+	off, _ := newCache(t, Options[string]{})
+	off.Put("k", "v", time.Now())
+	if off.Len() != 0 {
+		t.Fatal("a cache with TTL 0 stored a Put")
+	}
+}
+
+func TestGetWithin(t *testing.T) {
+	const ttl = 30 * time.Second
+	c, clk := newCache(t, Options[string]{TTL: ttl, StaleIfError: time.Minute})
+	f := &counter{value: "v"}
+	if _, _, err := c.Get(context.Background(), "k", f.fetch); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(10 * time.Second)
+	tests := []struct {
+		name   string
+		maxAge time.Duration
+		want   string
+		result Result
+	}{
+		{name: "younger than maxAge", maxAge: 20 * time.Second, want: "v#1", result: Hit},
+		{name: "older than maxAge", maxAge: 5 * time.Second, want: "v#2", result: Miss},
+		{name: "maxAge beyond the TTL is the TTL", maxAge: time.Hour, want: "v#2", result: Hit},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, res, err := c.GetWithin(context.Background(), "k", tt.maxAge, f.fetch)
+			if err != nil || got != tt.want || res != tt.result {
+				t.Fatalf("GetWithin = (%q, %s, %v), want (%q, %s)", got, res, err, tt.want, tt.result)
+			}
+		})
+	}
+	// A refetch that fails still falls back to the stale value.
+	f.err = errUpstream
+	clk.Advance(time.Second)
+	if got, res, err := c.GetWithin(context.Background(), "k", time.Nanosecond, f.fetch); err != nil || got != "v#2" || res != Stale {
+		t.Fatalf("GetWithin with a failing fetch = (%q, %s, %v); want the stale value", got, res, err)
 	}
 }

@@ -231,6 +231,8 @@ func needsRestart(prev, next *settings.Settings) []string {
 	check("BACKEND_NAME", prev.BackendName != next.BackendName)
 	check("API_VERSION", prev.APIVersion != next.APIVersion)
 	check("SERVER_XKEY_SEED", prev.ServerXKeySeed != next.ServerXKeySeed)
+	check("SHARED_CACHE", prev.SharedCache != next.SharedCache)
+	check("SHARED_CACHE_BUCKET", prev.SharedCacheBucket != next.SharedCacheBucket)
 	return names
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/backend"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/sharedcache"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/telemetry"
 )
 
@@ -101,7 +102,11 @@ func startBackend(ctx context.Context, log *slog.Logger, s *settings.Settings, n
 	if err != nil {
 		return nil, err
 	}
-	b, err := backend.New(backend.Config{Settings: s, Logger: log})
+	// The shared cache tier lives on the connection that serves requests, whose account has the lattice's
+	// JetStream; without JetStream or a seed it stays off and says why.
+	shared := sharedcache.Open(ctx, nc, sharedcache.Config{Disabled: !s.SharedCache, Bucket: s.SharedCacheBucket,
+		Seed: s.ServerXKeySeed, Logger: log})
+	b, err := backend.New(backend.Config{Settings: s, Logger: log, Shared: shared})
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,12 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	url, _ := natstest.Start(t)
+	return newHarnessOn(t, url)
+}
+
+// newHarnessOn is newHarness on the NATS server at url (e.g. one with JetStream).
+func newHarnessOn(t *testing.T, url string) *harness {
+	t.Helper()
 	fake := fakeinfisical.New(t)
 	fake.AddIdentity(clientID, secret, project)
 	fake.SetSecret(project, "prod", "/", "DB_PASSWORD", "v1-password")

@@ -25,7 +25,7 @@ const (
 	spanGet      = "secrets get"
 	spanAccess   = "backend.access"
 	spanCache    = "backend.cache"
-	spanRead     = "infisical.read_secret"
+	spanList     = "infisical.list_secrets"
 	spanLogin    = "infisical.login"
 	spanHealth   = "wasmbus.health"
 	spanShutdown = "wasmbus.shutdown"
@@ -162,7 +162,8 @@ func TestManagedExportsTracesAndMetricsToTheHostCollector(t *testing.T) {
 		t.Errorf("traced get span parent %q key %q; want %q, /shop/TOKEN", root.ParentSpanID, root.Attributes["secrets.key"], hostSpanID)
 	}
 
-	// The traced get's steps hang under it: access check, cache lookup, and under the lookup the read.
+	// The traced get's steps hang under it: access check, cache lookup, and under the lookup the read (a list of
+	// the key's folder: prefetch is on by default).
 	byName := map[string]otlptest.Span{}
 	for _, s := range rcv.Spans() {
 		if s.TraceID == hostTraceID {
@@ -175,7 +176,7 @@ func TestManagedExportsTracesAndMetricsToTheHostCollector(t *testing.T) {
 	}{
 		{name: spanAccess, parent: spanGet, attrs: map[string]string{"decision": "allowed"}},
 		{name: spanCache, parent: spanGet, attrs: map[string]string{"cache.result": "miss"}},
-		{name: spanRead, parent: spanCache, attrs: map[string]string{"http.response.status_code": "200", "infisical.attempt": "1"}},
+		{name: spanList, parent: spanCache, attrs: map[string]string{"http.response.status_code": "200", "infisical.attempt": "1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,7 +213,8 @@ func TestManagedExportsTracesAndMetricsToTheHostCollector(t *testing.T) {
 		{metric: "secrets.request.duration", attrs: map[string]string{"operation": "get", "outcome": "ok"}},
 		{metric: "secrets.cache.results", attrs: map[string]string{"result": "miss"}, value: 2},
 		{metric: "secrets.cache.results", attrs: map[string]string{"result": "hit"}, value: 1},
-		{metric: "infisical.calls", attrs: map[string]string{"status": "200"}, value: 2},
+		{metric: "infisical.calls", attrs: map[string]string{"route": "list", "status": "200"}, value: 2},
+		{metric: "infisical.calls", attrs: map[string]string{"route": "login", "status": "200"}, value: 1},
 		{metric: "infisical.logins", attrs: map[string]string{"status": "200"}, value: 1},
 	}
 	for _, w := range wantPoints {

@@ -11,12 +11,14 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 )
 
-func TestConcurrentGetsCoalesceIntoOneRead(t *testing.T) {
+// Prefetch is on by default, so a get costs one list of its folder; the same holds for reads with it off.
+func TestConcurrentGetsCoalesceIntoOneCall(t *testing.T) {
 	h := newHarness(t)
 	h.env["CACHE_TTL"] = "400ms"
 	h.start()
-	// Slow Infisical down so all 20 requests arrive while the first read is in flight.
-	h.fake.Hang(fakeinfisical.RouteGetSecret, true)
+	// Slow Infisical down so that requests arrive while the first list is in flight; those that arrive after it
+	// find its result cached.
+	h.fake.Hang(fakeinfisical.RouteListSecrets, true)
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
 	for i := 0; i < 20; i++ {
@@ -30,9 +32,8 @@ func TestConcurrentGetsCoalesceIntoOneRead(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, "the first read to reach Infisical", func() bool { return h.fake.Reads() >= 1 })
-	time.Sleep(100 * time.Millisecond) // let the other 19 join
-	h.fake.Hang(fakeinfisical.RouteGetSecret, false)
+	waitFor(t, "the first list to reach Infisical", func() bool { return h.fake.Lists() >= 1 })
+	h.fake.Hang(fakeinfisical.RouteListSecrets, false)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -40,17 +41,17 @@ func TestConcurrentGetsCoalesceIntoOneRead(t *testing.T) {
 			t.Fatalf("get: %v", err)
 		}
 	}
-	if n := h.fake.Reads(); n != 1 {
-		t.Fatalf("Infisical saw %d secret reads for 20 concurrent gets; want 1", n)
+	if n, r := h.fake.Lists(), h.fake.Reads(); n != 1 || r != 0 {
+		t.Fatalf("Infisical saw %d lists and %d reads for 20 concurrent gets; want 1 list", n, r)
 	}
 	h.mustString(hostsim.Ref{Key: "DB_PASSWORD"})
-	if n := h.fake.Reads(); n != 1 {
-		t.Fatalf("a repeat within CACHE_TTL made a read (%d reads)", n)
+	if n := h.fake.Lists(); n != 1 {
+		t.Fatalf("a repeat within CACHE_TTL made a call (%d lists)", n)
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // past the real CACHE_TTL of the process under test
 	h.mustString(hostsim.Ref{Key: "DB_PASSWORD"})
-	if n := h.fake.Reads(); n != 2 {
-		t.Fatalf("a repeat after CACHE_TTL made %d reads in all; want 2", n)
+	if n := h.fake.Lists(); n != 2 {
+		t.Fatalf("a repeat after CACHE_TTL made %d lists in all; want 2", n)
 	}
 }
 
@@ -96,14 +97,14 @@ func TestHangingInfisicalCostsOneBudget(t *testing.T) {
 	h := newHarness(t)
 	h.env["UPSTREAM_TIMEOUT"] = "500ms"
 	h.start()
-	h.fake.Hang(fakeinfisical.RouteGetSecret, true)
+	h.fake.Hang(fakeinfisical.RouteListSecrets, true)
 	start := time.Now()
 	_, err := h.fetch(hostsim.Ref{Key: "DB_PASSWORD"})
 	wantKind(t, err, secrets.KindUpstreamError)
 	if took := time.Since(start); took >= 10*time.Second {
 		t.Fatalf("the host waited %s: past its 10 s timeout", took)
 	}
-	h.fake.Hang(fakeinfisical.RouteGetSecret, false)
+	h.fake.Hang(fakeinfisical.RouteListSecrets, false)
 	if got := h.mustString(hostsim.Ref{Key: "DB_PASSWORD"}); got != "v2-password" {
 		t.Fatalf("after recovery: %q", got)
 	}
@@ -112,13 +113,13 @@ func TestHangingInfisicalCostsOneBudget(t *testing.T) {
 func TestRateLimitedOnceThenServed(t *testing.T) {
 	h := newHarness(t)
 	h.start()
-	h.fake.FailNext(fakeinfisical.RouteGetSecret, 1, http.StatusTooManyRequests,
+	h.fake.FailNext(fakeinfisical.RouteListSecrets, 1, http.StatusTooManyRequests,
 		"Rate limit exceeded. Please try again in 1 seconds", http.Header{"Retry-After": []string{"1"}})
 	if got := h.mustString(hostsim.Ref{Key: "DB_PASSWORD"}); got != "v2-password" {
 		t.Fatalf("after a 429: %q", got)
 	}
-	if n := h.fake.Reads(); n != 2 {
-		t.Fatalf("reads = %d; want 2 (the 429 and the retry)", n)
+	if n := h.fake.Lists(); n != 2 {
+		t.Fatalf("lists = %d; want 2 (the 429 and the retry after the wait it named)", n)
 	}
 }
 

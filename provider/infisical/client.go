@@ -26,15 +26,11 @@ import (
 	"time"
 
 	sdk "github.com/infisical/go-sdk"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
-
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/telemetry"
 )
 
 // Defaults for Config.
@@ -52,9 +48,12 @@ const (
 	DefaultLoginBackoff = time.Second
 )
 
+// MaxAttempts bounds the calls one read makes: the first and two retries (of a 5xx, a network error, or a 429 whose
+// named wait fits the deadline). The README says so; a test holds both to it.
+const MaxAttempts = 3
+
 // Retry and back-off tuning.
 const (
-	maxReadAttempts = 5
 	retryBase       = 100 * time.Millisecond
 	retryCap        = 2 * time.Second
 	authBackoffCap  = 5 * time.Minute
@@ -75,6 +74,9 @@ type Config struct {
 	LockoutBackoff  time.Duration // pause after Infisical reports a lockout; 0 = DefaultLockoutBackoff
 	AuthBackoff     time.Duration // first pause after rejected credentials, doubling to 5m; 0 = DefaultAuthBackoff
 	LoginBackoff    time.Duration // first pause after another login failure, doubling to 1m; 0 = DefaultLoginBackoff
+	// RateLimits is shared by every client of the process, so that a 429 pauses all identities on one URL; nil = a
+	// budget of this client's own.
+	RateLimits *RateLimits
 }
 
 // SecretRef names one secret to read.
@@ -123,9 +125,8 @@ type Client struct {
 	timer    *time.Timer
 	retired  bool // no more background refreshes: a replacement client serves new requests
 
-	tracer trace.Tracer
-	logins metric.Int64Counter
-	calls  metric.Int64Counter
+	limits *RateLimits
+	tel    instruments
 }
 
 // New checks cfg and returns a Client. It does not contact Infisical: the first GetSecret (or Login) logs in.
@@ -159,6 +160,9 @@ func New(cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.RateLimits == nil {
+		cfg.RateLimits = NewRateLimits(nil)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		cfg:     cfg,
@@ -168,9 +172,9 @@ func New(cfg Config) (*Client, error) {
 		slots:   make(chan struct{}, cfg.MaxInFlight),
 		ctx:     ctx,
 		cancel:  cancel,
-		tracer:  otel.Tracer(telemetry.InstrumentationName),
+		limits:  cfg.RateLimits,
+		tel:     newInstruments(),
 	}
-	c.logins, c.calls = counters()
 	if c.static {
 		c.current.Store(c.newSession(cfg.Auth.AccessToken, 0))
 	}
@@ -186,20 +190,6 @@ func checkBaseURL(raw string) (string, error) {
 		return "", fmt.Errorf("INFISICAL_BASE_URL %q is not an http(s) URL such as %s", raw, DefaultBaseURL)
 	}
 	return strings.TrimRight(raw, "/"), nil
-}
-
-func counters() (logins, calls metric.Int64Counter) {
-	meter := otel.Meter(telemetry.InstrumentationName)
-	fallback := noop.NewMeterProvider().Meter("")
-	logins, err := meter.Int64Counter("infisical.logins", metric.WithDescription("Logins to Infisical, by status"))
-	if err != nil {
-		logins, _ = fallback.Int64Counter("infisical.logins")
-	}
-	calls, err = meter.Int64Counter("infisical.calls", metric.WithDescription("Secret reads sent to Infisical, by status"))
-	if err != nil {
-		calls, _ = fallback.Int64Counter("infisical.calls")
-	}
-	return logins, calls
 }
 
 // newSDK returns an SDK client that does only what it is told: no background refresh, no cache, no retries of its
@@ -287,6 +277,11 @@ func (c *Client) session(ctx context.Context, stale *session) (*session, error) 
 				s, err = nil, c.panicked("the login to Infisical", p)
 			}
 		}()
+		// A login that finished between this caller's check above and its joining the flight has already stored
+		// a usable session: one login serves every concurrent caller.
+		if cur := c.current.Load(); cur != nil && cur != stale && cur.usable(time.Now()) {
+			return cur, nil
+		}
 		return c.loginOnce(parent)
 	})
 	select {
@@ -319,12 +314,12 @@ func (c *Client) paused() error {
 // parent, the triggering request's span (invalid for background refreshes, which start their own trace).
 func (c *Client) loginOnce(parent trace.SpanContext) (*session, error) {
 	method := c.cfg.Auth.method()
-	ctx, span := c.tracer.Start(trace.ContextWithSpanContext(c.ctx, parent), "infisical.login", trace.WithSpanKind(trace.SpanKindClient),
+	ctx, span := c.tel.tracer.Start(trace.ContextWithSpanContext(c.ctx, parent), "infisical.login", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("infisical.auth_method", method)))
 	defer span.End()
 
 	client := c.newSDK()
-	cred, err := call(c, ctx, func() (sdk.MachineIdentityCredential, error) { return c.cfg.Auth.login(client) })
+	cred, err := call(c, ctx, routeLogin, func() (sdk.MachineIdentityCredential, error) { return c.cfg.Auth.login(client) })
 	if err == nil && cred.AccessToken == "" {
 		err = &Error{Kind: KindAuth, Message: "Infisical answered the login without an access token (is INFISICAL_BASE_URL the Infisical site?)"}
 	}
@@ -336,16 +331,16 @@ func (c *Client) loginOnce(parent trace.SpanContext) (*session, error) {
 		if !ok {
 			e = &Error{Kind: KindAuth, Message: err.Error(), Err: err}
 		}
-		c.record(ctx, span, c.logins, e)
-		if errors.Is(e, errBusy) {
-			// Our own bound on calls in flight kept the login from being sent: Infisical saw no failure, and a
-			// back-off would only keep the next caller from logging in once a slot is free.
+		if errors.Is(e, errBusy) || errors.Is(e, ErrPaused) {
+			// Our own bound on calls in flight, or a 429's pause, kept the login from being sent: Infisical saw no
+			// failure, and a back-off would only keep the next caller from logging in once it may.
 			return nil, e
 		}
+		c.record(ctx, span, routeLogin, e)
 		c.loginFailed(e)
 		return nil, e
 	}
-	c.record(ctx, span, c.logins, nil)
+	c.record(ctx, span, routeLogin, nil)
 	ttl := time.Duration(cred.ExpiresIn) * time.Second
 	s := c.newSession(cred.AccessToken, ttl)
 	c.current.Store(s)
@@ -421,6 +416,8 @@ func (c *Client) refresh() {
 		c.mu.Lock()
 		wait := time.Until(c.retryAt)
 		c.mu.Unlock()
+		// A paused login set no back-off: try again when the pause ends.
+		wait = max(wait, c.limits.Wait(c.baseURL))
 		c.scheduleRefresh(max(wait, 10*time.Millisecond))
 	}
 }
@@ -433,23 +430,34 @@ func (c *Client) GetSecret(ctx context.Context, ref SecretRef) (Secret, error) {
 	if err != nil {
 		return Secret{}, err
 	}
+	return retrying(c, ctx, "read", func(s *session, attempt int) (Secret, error) {
+		return c.read(ctx, s, opts, attempt)
+	})
+}
+
+// retrying runs one Infisical call (op, on a session) up to MaxAttempts times within ctx: it retries network
+// errors, 5xx and a 429 whose wait fits, logs in again once if Infisical refuses the token, and fails at once while
+// a 429 pauses calls. Errors that are not *Error (not found, not modified) end it as they are.
+func retrying[T any](c *Client, ctx context.Context, what string, op func(s *session, attempt int) (T, error)) (T, error) {
 	var (
+		zero     T
 		s        *session
+		err      error
 		relogged bool
 	)
 	for attempt := 1; ; attempt++ {
 		if s == nil {
 			if s, err = c.session(ctx, nil); err != nil {
-				return Secret{}, err
+				return zero, err
 			}
 		}
-		sec, err := c.read(ctx, s, opts, attempt)
+		v, err := op(s, attempt)
 		if err == nil {
-			return sec, nil
+			return v, nil
 		}
 		e, ok := asError(err)
 		if !ok {
-			return Secret{}, err // not found
+			return zero, err // not found, not modified
 		}
 		var wait time.Duration
 		switch {
@@ -457,37 +465,37 @@ func (c *Client) GetSecret(ctx context.Context, ref SecretRef) (Secret, error) {
 			relogged = true
 			c.log.Debug("Infisical refused the access token; logging in again", "status", e.Status, "req_id", e.RequestID)
 			if s, err = c.session(ctx, s); err != nil {
-				return Secret{}, err
+				return zero, err
 			}
 			continue
+		case errors.Is(e, ErrPaused):
+			return zero, e // another call's 429 paused calls: fail at once rather than add to the limit
 		case e.Kind == KindRateLimited:
-			wait = e.RetryAfter
-			if wait == 0 {
-				wait = backoff(attempt)
-			}
+			// The pause this 429 started (or a longer one) ends before the next attempt may go.
+			wait = max(e.RetryAfter, c.limits.Wait(c.baseURL), backoff(attempt))
 		case e.retryable():
 			wait = backoff(attempt)
 		default:
-			return Secret{}, e
+			return zero, e
 		}
-		if attempt >= maxReadAttempts || !fits(ctx, wait) {
-			return Secret{}, e
+		if attempt >= MaxAttempts || !fits(ctx, wait) {
+			return zero, e
 		}
-		c.log.Debug("retrying Infisical read", "attempt", attempt, "wait", wait.String(), "error", e.Error())
+		c.log.Debug("retrying Infisical "+what, "attempt", attempt, "wait", wait.String(), "error", e.Error())
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return Secret{}, e
+			return zero, e
 		}
 	}
 }
 
 func (c *Client) read(ctx context.Context, s *session, opts sdk.RetrieveSecretOptions, attempt int) (Secret, error) {
-	ctx, span := c.tracer.Start(ctx, "infisical.read_secret", trace.WithSpanKind(trace.SpanKindClient),
+	ctx, span := c.tel.tracer.Start(ctx, "infisical.read_secret", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.Int("infisical.attempt", attempt)))
 	defer span.End()
 
-	raw, callErr := call(c, ctx, func() (sdk.Secret, error) { return s.client.Secrets().Retrieve(opts) })
+	raw, callErr := call(c, ctx, routeGet, func() (sdk.Secret, error) { return s.client.Secrets().Retrieve(opts) })
 	var err error
 	switch {
 	case callErr != nil:
@@ -506,7 +514,10 @@ func (c *Client) read(ctx context.Context, s *session, opts sdk.RetrieveSecretOp
 	case raw.SecretValue == hiddenValue:
 		err = &Error{Kind: KindPermission, Message: "the identity may see this secret but not read its value"}
 	}
-	c.record(ctx, span, c.calls, err)
+	if errors.Is(err, ErrPaused) {
+		return Secret{}, err // not sent: nothing to record
+	}
+	c.record(ctx, span, routeGet, err)
 	if err != nil {
 		return Secret{}, err
 	}
@@ -516,8 +527,9 @@ func (c *Client) read(ctx context.Context, s *session, opts sdk.RetrieveSecretOp
 		Version: raw.Version}, nil
 }
 
-// record puts the outcome of one Infisical call on its span and counter; never a value or a token.
-func (c *Client) record(ctx context.Context, span trace.Span, counter metric.Int64Counter, err error) {
+// record puts the outcome of one Infisical call on its span and counters, never a value or a token, and starts the
+// rate-limit pause when Infisical answered 429.
+func (c *Client) record(ctx context.Context, span trace.Span, r route, err error) {
 	status := "200"
 	if err != nil {
 		status = "error"
@@ -542,7 +554,14 @@ func (c *Client) record(ctx context.Context, span trace.Span, counter metric.Int
 	} else {
 		span.SetAttributes(attribute.Int("http.response.status_code", 200))
 	}
-	counter.Add(ctx, 1, metric.WithAttributes(attribute.String("status", status)))
+	if e, ok := asError(err); ok {
+		c.notePause(ctx, e)
+	}
+	st := attribute.String("status", status)
+	c.tel.calls.Add(ctx, 1, metric.WithAttributes(r.attr(), st))
+	if r == routeLogin {
+		c.tel.logins.Add(ctx, 1, metric.WithAttributes(st))
+	}
 }
 
 type result[T any] struct {
@@ -551,13 +570,16 @@ type result[T any] struct {
 }
 
 // call runs fn, an SDK call that cannot be cancelled, in its own goroutine and waits for it until ctx ends or
-// UpstreamTimeout passes. A call given up on keeps running, and keeps its in-flight slot, until the SDK returns
+// UpstreamTimeout passes. During a 429's pause it sends nothing and returns the pause as an error at once. A call given up on keeps running, and keeps its in-flight slot, until the SDK returns
 // (its transport has no response timeout): so a hanging Infisical holds at most MaxInFlight goroutines, and
 // beyond that calls wait for a slot as long as their deadline allows.
-func call[T any](c *Client, ctx context.Context, fn func() (T, error)) (T, error) {
+func call[T any](c *Client, ctx context.Context, r route, fn func() (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, &Error{Kind: KindTimeout, Message: "the deadline passed before the call to Infisical", Err: err}
+	}
+	if err := c.checkPause(ctx, r); err != nil {
+		return zero, err
 	}
 	if err := c.acquire(ctx); err != nil {
 		return zero, err

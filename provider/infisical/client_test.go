@@ -193,6 +193,21 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// The README promises at most three attempts per read: a failing Infisical costs three calls, not more, however
+// much of the request's budget is left.
+func TestAtMostThreeAttemptsPerRead(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t)
+	c := newClient(t, fake.URL, nil)
+	mustLogin(t, c)
+	fake.FailNext(fakeinfisical.RouteGetSecret, 100, 500, "Something went wrong", nil)
+	_, err := c.GetSecret(ctxWithin(t, 8*time.Second), rootRef("ROOT"))
+	wantKind(t, err, KindUnavailable, "Something went wrong")
+	if n := fake.Reads(); n != MaxAttempts || MaxAttempts != 3 {
+		t.Fatalf("%d reads reached Infisical for one failing read; want MaxAttempts = 3", n)
+	}
+}
+
 func TestRateLimitWaitsTheNamedTime(t *testing.T) {
 	t.Parallel()
 	fake := newFake(t)

@@ -37,22 +37,22 @@ func TestPanicsBecomeErrors(t *testing.T) {
 		wantText string
 	}{
 		{name: "SDK call panics with a string", wantText: "the Infisical SDK panicked: a value of type string", run: func(c *Client) error {
-			_, err := call(c, ctxWithin(t, 5*time.Second), func() (int, error) { panic("s3cr3t-from-a-panic") })
+			_, err := call(c, ctxWithin(t, 5*time.Second), routeGet, func() (int, error) { panic("s3cr3t-from-a-panic") })
 			return err
 		}},
 		{name: "SDK call panics with an error", wantText: "a value of type *errors.errorString", run: func(c *Client) error {
-			_, err := call(c, ctxWithin(t, 5*time.Second), func() (int, error) { panic(errors.New("s3cr3t-from-a-panic")) })
+			_, err := call(c, ctxWithin(t, 5*time.Second), routeGet, func() (int, error) { panic(errors.New("s3cr3t-from-a-panic")) })
 			return err
 		}},
 		{name: "SDK call hits a runtime error", wantText: "the Infisical SDK panicked: runtime error: index out of range", run: func(c *Client) error {
-			_, err := call(c, ctxWithin(t, 5*time.Second), func() (int, error) {
+			_, err := call(c, ctxWithin(t, 5*time.Second), routeGet, func() (int, error) {
 				var s []int
 				return s[len(c.baseURL)], nil
 			})
 			return err
 		}},
 		{name: "login panics outside the SDK call", wantText: "the login to Infisical panicked: a value of type string", run: func(c *Client) error {
-			c.tracer = panickingTracer{}
+			c.tel.tracer = panickingTracer{}
 			return c.Login(ctxWithin(t, 5*time.Second))
 		}},
 	}

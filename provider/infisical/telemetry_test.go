@@ -111,12 +111,17 @@ func TestTelemetry(t *testing.T) {
 				continue
 			}
 			for _, p := range sum.DataPoints {
+				name := m.Name
+				if r, ok := p.Attributes.Value("route"); ok {
+					name += " " + r.AsString()
+				}
 				status, _ := p.Attributes.Value("status")
-				counts[m.Name+" "+status.AsString()] += p.Value
+				counts[name+" "+status.AsString()] += p.Value
 			}
 		}
 	}
-	want := map[string]int64{"infisical.logins 200": 1, "infisical.calls 200": 2, "infisical.calls 503": 1, "infisical.calls 404": 1}
+	want := map[string]int64{"infisical.logins 200": 1, "infisical.calls login 200": 1, "infisical.calls get 200": 2,
+		"infisical.calls get 503": 1, "infisical.calls get 404": 1}
 	for k, v := range want {
 		if counts[k] != v {
 			t.Errorf("%s = %d, want %d (all: %v)", k, counts[k], v, counts)

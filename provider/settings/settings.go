@@ -23,6 +23,10 @@ type Settings struct {
 	ServerXKeySeed                         string // "" when unset (the caller generates a key and warns)
 
 	CacheTTL, StaleIfError, UpstreamTimeout time.Duration
+	NotFoundTTL                             time.Duration // how long "not found" is remembered (at most CacheTTL)
+	CachePrefetch                           bool          // a miss lists the whole folder
+	SharedCache                             bool          // share the cache across replicas in JetStream
+	SharedCacheBucket                       string        // its KV bucket
 
 	TrustedIssuers []string // nil = nobody; ["*"] = anyone
 	AccessRules    string   // raw JSON, validated by access.New

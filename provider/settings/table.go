@@ -138,6 +138,18 @@ var table = []entry{
 	duration(Spec{Name: "STALE_IF_ERROR", Default: "10m",
 		Help: "how long past CACHE_TTL a cached secret is still served while Infisical fails; 0 disables"},
 		func(s *Settings) *time.Duration { return &s.StaleIfError }, notNegative("0 never serves stale values")),
+	duration(Spec{Name: "CACHE_NOT_FOUND_TTL", Default: "5s",
+		Help: "how long \"not found\" is remembered (at most CACHE_TTL), so absent keys cannot spend Infisical's rate limit; 0 asks every time"},
+		func(s *Settings) *time.Duration { return &s.NotFoundTTL }, notNegative("0 never remembers not found")),
+	boolean(Spec{Name: "CACHE_PREFETCH", Default: "true",
+		Help: "a miss lists the key's whole folder in one Infisical call and caches every secret of it; false reads one secret per call"},
+		func(s *Settings) *bool { return &s.CachePrefetch }),
+	boolean(Spec{Name: "SHARED_CACHE", Default: "true",
+		Help: "share the cache between replicas in a JetStream KV bucket, sealed with a key derived from SERVER_XKEY_SEED (needs both); false keeps it in memory"},
+		func(s *Settings) *bool { return &s.SharedCache }),
+	text(Spec{Name: "SHARED_CACHE_BUCKET", Default: "infisical-secrets-cache",
+		Help: "JetStream KV bucket of the shared cache (created in memory storage if missing)"},
+		func(s *Settings) *string { return &s.SharedCacheBucket }, checkBucket),
 	duration(Spec{Name: "UPSTREAM_TIMEOUT", Default: "5s",
 		Help: "deadline for one Infisical call, at most 8s (hosts give up after 10s)"},
 		func(s *Settings) *time.Duration { return &s.UpstreamTimeout }, checkUpstreamTimeout),
@@ -355,6 +367,16 @@ func checkToken(v string) (string, error) {
 func checkXKeySeed(v string) (string, error) {
 	if _, err := nkeys.FromCurveSeed([]byte(v)); err != nil {
 		return "", errors.New("is not a curve seed (SX...); generate one with `infisical-secrets-provider xkey`, or unset it to use a new key on every start")
+	}
+	return v, nil
+}
+
+// bucketName is what JetStream accepts as a KV bucket name.
+var bucketName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func checkBucket(v string) (string, error) {
+	if !bucketName.MatchString(v) {
+		return "", fmt.Errorf("%q is not a JetStream bucket name; use letters, digits, _ and - only", v)
 	}
 	return v, nil
 }

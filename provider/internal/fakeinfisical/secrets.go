@@ -30,6 +30,20 @@ type importRef struct{ env, path string }
 type secret struct {
 	id       string
 	versions []secretVersion // version n is versions[n-1]
+	hidden   bool            // identities may see that it exists but not read its value
+}
+
+// hiddenMask is what Infisical sends instead of a value the identity may describe but not read.
+const hiddenMask = "<hidden-by-infisical>"
+
+// HideValue makes a secret's value unreadable: gets and lists answer "<hidden-by-infisical>" with
+// secretValueHidden true, as Infisical does for an identity that may describe a secret but not read it.
+func (s *Server) HideValue(project, env, path, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.folderLocked(project, env, path, false); f != nil && f.secrets[strings.TrimSpace(name)] != nil {
+		f.secrets[strings.TrimSpace(name)].hidden = true
+	}
 }
 
 type secretVersion struct {
@@ -359,7 +373,7 @@ func (s *Server) listSecrets(c *call) {
 		for _, imp := range f.imports {
 			if g := lookupFolder(p, imp.env, imp.path, false); g != nil {
 				imports = append(imports, map[string]any{"secretPath": imp.path, "environment": imp.env, "folderId": g.id,
-					"secrets": listFolder(p, imp.env, imp.path, g, q.expand, false, 0)})
+					"secrets": listImported(p, imp, g, q.expand)})
 			}
 		}
 		out["imports"] = imports
@@ -376,6 +390,38 @@ func (s *Server) listSecrets(c *call) {
 		return
 	}
 	c.json(http.StatusOK, json.RawMessage(body))
+}
+
+// listImported lists a first-level import as the real server does: its own secrets, then those of the folders it
+// imports in turn (at most 10 deep, a name already listed wins), all reported with the first-level import's
+// environment and path, like getSecret does.
+func listImported(p *project, imp importRef, g *folder, expandRefs bool) []map[string]any {
+	out := listFolder(p, imp.env, imp.path, g, expandRefs, false, 0)
+	seen := map[string]bool{}
+	for _, sec := range out {
+		seen[sec["secretKey"].(string)] = true
+	}
+	var nested func(f *folder, depth int)
+	nested = func(f *folder, depth int) {
+		if depth > 10 {
+			return
+		}
+		for _, next := range f.imports {
+			h := lookupFolder(p, next.env, next.path, false)
+			if h == nil {
+				continue
+			}
+			for _, sec := range listFolder(p, imp.env, imp.path, h, expandRefs, false, 0) {
+				if name := sec["secretKey"].(string); !seen[name] {
+					seen[name] = true
+					out = append(out, sec)
+				}
+			}
+			nested(h, depth+1)
+		}
+	}
+	nested(g, 1)
+	return out
 }
 
 // listFolder returns the latest version of every secret in f, sorted by key; recursive goes at most 20 levels deep.
@@ -410,9 +456,12 @@ func listFolder(p *project, env, path string, f *folder, expandRefs, recursive b
 func secretJSON(p *project, env, path, name string, sec *secret, version int, value string) map[string]any {
 	created := sec.versions[0].at.UTC().Format(time.RFC3339Nano)
 	updated := sec.versions[version-1].at.UTC().Format(time.RFC3339Nano)
+	if sec.hidden {
+		value = hiddenMask
+	}
 	return map[string]any{
 		"id": sec.id, "_id": sec.id, "workspace": p.id, "environment": env, "version": version, "type": "shared",
-		"secretKey": name, "secretValue": value, "secretComment": "", "secretPath": path, "secretValueHidden": false,
+		"secretKey": name, "secretValue": value, "secretComment": "", "secretPath": path, "secretValueHidden": sec.hidden,
 		"tags": []any{}, "secretMetadata": []any{}, "createdAt": created, "updatedAt": updated,
 	}
 }

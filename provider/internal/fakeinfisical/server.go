@@ -4,8 +4,10 @@
 // official go-sdk, so code tested against it is tested against the real wire protocol.
 //
 // It keeps projects -> environments -> folders -> secrets with version history, identities with per-project access,
-// tokens with a server-side expiry, and the Universal Auth lockout. Tests steer it with knobs (SetSecret, ExpireTokens,
-// FailNext, Hang, Down, ...) and observe it with counters and a request log. It is safe for concurrent use.
+// tokens with a server-side expiry, the Universal Auth lockout, list ETags (If-None-Match answers 304) and, with
+// WithRateLimit, Infisical Cloud's per-IP limit on secret reads. Tests steer it with knobs (SetSecret, HideValue,
+// ExpireTokens, FailNext, Hang, Down, ...) and observe it with counters and a request log. It is safe for
+// concurrent use.
 //
 // It is test support only and must never be linked into the shipped binary.
 package fakeinfisical
@@ -77,6 +79,8 @@ type Request struct {
 	Identity string // the identity the token or login body named; "" when unknown
 	Status   int    // 0 while the request is still being served (e.g. hanging)
 	ReqID    string
+	// IfNoneMatch is the request's If-None-Match header: the ETag a client revalidates a listing with.
+	IfNoneMatch string
 }
 
 // Option configures a Server.
@@ -85,6 +89,13 @@ type Option func(*Server)
 // WithTokenTTL sets the access token TTL and max TTL logins hand out (whole seconds on the wire; 0 = never expires).
 func WithTokenTTL(ttl, maxTTL time.Duration) Option {
 	return func(s *Server) { s.ttl, s.maxTTL = ttl, maxTTL }
+}
+
+// WithRateLimit makes the secret routes (get and list) answer like Infisical Cloud past its per-IP limit: at most
+// limit requests per window (every client here shares one IP), then 429 RateLimitExceeded "Rate limit exceeded.
+// Please try again in N seconds" with a Retry-After header, until the window ends. The free plan is 120 a minute.
+func WithRateLimit(limit int, window time.Duration) Option {
+	return func(s *Server) { s.rateLimit, s.rateWindow = limit, window }
 }
 
 // WithLockout sets the Universal Auth lockout: threshold bad attempts within window lock the identity for duration.
@@ -136,6 +147,10 @@ type Server struct {
 	hangChanged   chan struct{}
 
 	omitSecretPath bool
+	rateLimit      int           // secret requests per rateWindow; 0 = unlimited
+	rateWindow     time.Duration //
+	windowStart    time.Time     // start of the current rate-limit window
+	windowCount    int           // secret requests in it
 }
 
 // New starts a plain-HTTP fake on 127.0.0.1 and stops it when the test ends.
@@ -375,13 +390,23 @@ func (s *Server) wrap(route Route, fn func(*call)) http.Handler {
 		reqID := "req-" + strconv.Itoa(s.seq) + "-" + randomHex(4)
 		rawPath, _, _ := strings.Cut(r.RequestURI, "?")
 		entry := &Request{Route: route, Method: r.Method, Path: r.URL.Path, RawPath: rawPath, Query: r.URL.Query(),
-			Time: time.Now(), ReqID: reqID}
+			Time: time.Now(), ReqID: reqID, IfNoneMatch: r.Header.Get("If-None-Match")}
 		s.log = append(s.log, entry)
 		s.counts[route]++
+		retry := s.overLimitLocked(route, entry.Time)
 		s.mu.Unlock()
 
 		c := &call{w: w, r: r, route: route, reqID: reqID, entry: entry, server: s}
 		s.waitWhileHung(c)
+		if retry > 0 {
+			secs := int((retry + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			c.fail(http.StatusTooManyRequests, "RateLimitExceeded", fmt.Sprintf("Rate limit exceeded. Please try again in %d seconds", secs))
+			s.mu.Lock()
+			entry.Status = c.status
+			s.mu.Unlock()
+			return
+		}
 		if f, ok := s.takeFailure(route); ok {
 			for k, vs := range f.headers {
 				for _, v := range vs {
@@ -399,6 +424,35 @@ func (s *Server) wrap(route Route, fn func(*call)) http.Handler {
 		entry.Status, entry.Identity = c.status, c.identity
 		s.mu.Unlock()
 	})
+}
+
+// overLimitLocked counts a request against WithRateLimit and returns how long until its window ends when the
+// request is over the limit (0 when it may be served).
+func (s *Server) overLimitLocked(route Route, now time.Time) time.Duration {
+	if s.rateLimit <= 0 || (route != RouteGetSecret && route != RouteListSecrets) {
+		return 0
+	}
+	if s.windowStart.IsZero() || now.Sub(s.windowStart) >= s.rateWindow {
+		s.windowStart, s.windowCount = now, 0
+	}
+	s.windowCount++
+	if s.windowCount <= s.rateLimit {
+		return 0
+	}
+	return s.windowStart.Add(s.rateWindow).Sub(now)
+}
+
+// Answered returns how many requests were answered with status (e.g. 429: how often the rate limit hit).
+func (s *Server) Answered(status int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.log {
+		if r.Status == status {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) waitWhileHung(c *call) {

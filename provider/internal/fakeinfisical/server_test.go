@@ -150,6 +150,64 @@ func TestSDKListSecrets(t *testing.T) {
 	}
 }
 
+// A value the identity may describe but not read comes back masked, in a get and in a list, as Infisical sends it.
+func TestSDKHiddenValue(t *testing.T) {
+	t.Parallel()
+	srv, c := loggedIn(t)
+	srv.SetSecret("p1", "dev", "/", "OPEN", "open")
+	srv.SetSecret("p1", "dev", "/", "SHUT", "shut")
+	srv.HideValue("p1", "dev", "/", "SHUT")
+	got, err := c.Secrets().Retrieve(infisical.RetrieveSecretOptions{ProjectID: "p1", Environment: "dev", SecretKey: "SHUT"})
+	if err != nil || got.SecretValue != "<hidden-by-infisical>" {
+		t.Fatalf("Retrieve = %q, %v; want the mask", got.SecretValue, err)
+	}
+	res, err := c.Secrets().ListSecrets(infisical.ListSecretsOptions{ProjectID: "p1", Environment: "dev"})
+	if err != nil || len(res.Secrets) != 2 || res.Secrets[0].SecretValue != "open" || res.Secrets[1].SecretValue != "<hidden-by-infisical>" {
+		t.Fatalf("ListSecrets = %+v, %v; want OPEN readable and SHUT masked", res.Secrets, err)
+	}
+	if etag := res.ETag; etag == "" {
+		t.Fatal("no ETag")
+	}
+	_, _ = c.Secrets().ListSecrets(infisical.ListSecretsOptions{ProjectID: "p1", Environment: "dev", IfNoneMatch: res.ETag})
+	reqs := srv.Requests()
+	if last := reqs[len(reqs)-1]; last.IfNoneMatch != res.ETag || last.Status != http.StatusNotModified {
+		t.Fatalf("last request: If-None-Match %q status %d; want the ETag logged and 304", last.IfNoneMatch, last.Status)
+	}
+}
+
+// Past WithRateLimit, gets and lists are answered 429 with Infisical's message and a Retry-After header; logins are
+// counted elsewhere and pass.
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	srv, c := loggedIn(t, WithRateLimit(2, time.Minute))
+	srv.SetSecret("p1", "dev", "/", "K", "v")
+	get := func() error {
+		_, err := c.Secrets().Retrieve(infisical.RetrieveSecretOptions{ProjectID: "p1", Environment: "dev", SecretKey: "K"})
+		return err
+	}
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Secrets().ListSecrets(infisical.ListSecretsOptions{ProjectID: "p1", Environment: "dev"}); err != nil {
+		t.Fatal(err)
+	}
+	ae := apiError(t, get())
+	if ae.StatusCode != http.StatusTooManyRequests || !strings.HasPrefix(ae.ErrorMessage, "Rate limit exceeded. Please try again in ") {
+		t.Fatalf("third request: %d %q; want 429 with Infisical's message", ae.StatusCode, ae.ErrorMessage)
+	}
+	if n := srv.Answered(http.StatusTooManyRequests); n != 1 {
+		t.Fatalf("Answered(429) = %d, want 1", n)
+	}
+	resp, err := http.Get(srv.URL + "/api/v3/secrets/raw/K?workspaceId=p1&environment=dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ra := resp.Header.Get("Retry-After"); resp.StatusCode != http.StatusTooManyRequests || ra == "" || ra == "0" {
+		t.Fatalf("raw request: %d Retry-After %q; want 429 with the seconds left", resp.StatusCode, ra)
+	}
+}
+
 func TestSDKTokenErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -21,6 +21,18 @@ func Start(tb testing.TB) (url string, srv *server.Server) {
 	return srv.ClientURL(), srv
 }
 
+// StartJetStream runs a NATS server with JetStream (its store in a temporary directory), as the lattice NATS of a
+// wasmCloud deployment has, and stops it when the test ends.
+func StartJetStream(tb testing.TB) (url string, srv *server.Server) {
+	tb.Helper()
+	srv, err := Run(&server.Options{JetStream: true, StoreDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatalf("start embedded NATS with JetStream: %v", err)
+	}
+	tb.Cleanup(srv.Shutdown)
+	return srv.ClientURL(), srv
+}
+
 // Run starts a NATS server with opts on loopback (random port unless set) and waits until it accepts clients.
 // The caller shuts it down.
 func Run(opts *server.Options) (*server.Server, error) {

@@ -149,6 +149,6 @@ func run() error {
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		fmt.Println("    ", line)
 	}
-	step("done: Infisical read %d time(s), %d login(s)", fake.Reads(), fake.Logins())
+	step("done: Infisical listed %d folder(s) and read %d secret(s) on their own, %d login(s)", fake.Lists(), fake.Reads(), fake.Logins())
 	return nil
 }

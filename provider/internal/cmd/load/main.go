@@ -2,7 +2,11 @@
 // backend (`serve`, in-process) and a baseline responder that does only the protocol's mandatory work, warms the
 // cache, and then, for each number of concurrent clients, alternates between the two for the same time. It prints a
 // markdown table of throughput and latency, the throughput ratio to the baseline, the process's peak RSS and the
-// size of the release binary. It is not part of the shipped binary; `make bench` runs it.
+// size of the release binary.
+//
+// With -storm it measures a deployment storm instead: hosts × components × secrets in folders, several replicas,
+// Infisical rate-limited like its free plan, on a cold cache and then a warm one, with folder prefetch and the
+// shared cache off (the behaviour before them) and on. It is not part of the shipped binary; `make bench` runs both.
 package main
 
 import (
@@ -39,7 +43,22 @@ func load() int {
 	warmup := flag.Int("warmup", 200, "gets per target before measuring")
 	build := flag.Bool("build", true, "build the release binary to report its size")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	storm := flag.Bool("storm", false, "measure a deployment storm instead (see the -storm-* flags)")
+	var sc rig.StormConfig
+	flag.IntVar(&sc.Hosts, "storm-hosts", 10, "storm: hosts")
+	flag.IntVar(&sc.Components, "storm-components", 20, "storm: components started on every host")
+	flag.IntVar(&sc.Secrets, "storm-secrets", 5, "storm: secrets each component fetches, one after another")
+	flag.IntVar(&sc.Folders, "storm-folders", 10, "storm: folders the secrets live in")
+	flag.IntVar(&sc.Replicas, "storm-replicas", 3, "storm: backend replicas")
+	flag.IntVar(&sc.RateLimit, "storm-rate", 120, "storm: Infisical's secret requests per minute (free plan 120, Pro 300; 0 = none)")
 	flag.Parse()
+	if *storm {
+		if err := runStorm(os.Stdout, sc); err != nil {
+			fmt.Fprintf(os.Stderr, "load: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	levels, err := parseLevels(*clients)
 	if err == nil && (*duration <= 0 || *rounds <= 0) {
 		err = errors.New("-duration and -rounds must be positive")
@@ -222,6 +241,37 @@ func measure(clients []*rig.Client, target string, d time.Duration, n int) resul
 	}
 	total.elapsed = time.Since(start)
 	return total
+}
+
+// runStorm runs the storm with each combination of prefetch and sharing and prints one table row for each.
+func runStorm(out io.Writer, sc rig.StormConfig) error {
+	limit := "no rate limit"
+	if sc.RateLimit > 0 {
+		limit = fmt.Sprintf("Infisical limited to %d secret requests a minute", sc.RateLimit)
+	}
+	fmt.Fprintf(out, "Deployment storm: %d hosts × %d components × %d secrets (%d gets) in %d folders, %d replicas, %s; "+
+		"cold cache, then the same storm three times on the warm cache; %s, %d CPUs\n\n",
+		sc.Hosts, sc.Components, sc.Secrets, sc.Hosts*sc.Components*sc.Secrets, sc.Folders, sc.Replicas, limit,
+		runtime.Version(), runtime.GOMAXPROCS(0))
+	fmt.Fprintln(out, "| prefetch | shared cache | Infisical calls (lists + gets) | 429s | failed gets (cold + warm) | cold p50 | cold p99 | warm p50 | warm p99 | warm calls |")
+	fmt.Fprintln(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	onOff := map[bool]string{false: "off", true: "on"}
+	for _, mode := range []struct{ prefetch, shared bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		sc.Prefetch, sc.Shared = mode.prefetch, mode.shared
+		cold, warm, err := rig.Storm(sc)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "| %s | %s | %d + %d | %d | %d | %s | %s | %s | %s | %d |\n", onOff[mode.prefetch], onOff[mode.shared],
+			cold.Lists, cold.Reads, cold.RateLimited, cold.Failed+warm.Failed, ms(cold.Percentile(0.5)), ms(cold.Percentile(0.99)),
+			ms(warm.Percentile(0.5)), ms(warm.Percentile(0.99)), warm.Lists+warm.Reads)
+		if cold.FirstErr != nil {
+			fmt.Fprintf(os.Stderr, "load: storm (prefetch %s, shared %s): first failure: %v\n", onOff[mode.prefetch], onOff[mode.shared], cold.FirstErr)
+		}
+	}
+	fmt.Fprintf(out, "\nLatencies are of the gets that succeeded. Goal: at most %d Infisical calls for the whole fleet (one per "+
+		"folder), no 429, no slower warm p99.\n", sc.Folders)
+	return nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
