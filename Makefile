@@ -9,7 +9,7 @@ LDFLAGS    := -s -w -X github.com/infisical-secrets-provider/infisical-secrets-p
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME   ?= 10s
 
-.PHONY: all build test lint demo par bench fuzz docs clean test-wasmcloud wasmcloud-tools wasmcloud-deps
+.PHONY: all build test lint demo par push image bench fuzz docs clean test-wasmcloud wasmcloud-tools wasmcloud-deps
 
 all: build
 
@@ -57,6 +57,13 @@ par:
 	$(GO) run ./provider/internal/cmd/par --name "$(NAME)" --vendor "$(VENDOR)" --version $(VERSION) \
 	  --revision $(REVISION) --keys-dir build/keys --out build/$(BIN).par.gz $$bins
 	$(GO) run ./provider/internal/cmd/par verify --target x86_64-linux build/$(BIN).par.gz
+
+## push: the PAR to an OCI registry as `wash push` does, without wash: make push REF=registry/repo:tag [INSECURE=1]
+## [PAR=file]; prints REF@DIGEST. Credentials: WASH_REG_USER/WASH_REG_PASSWORD, else docker login's.
+PAR ?= build/$(BIN).par.gz
+push:
+	@test -n "$(REF)" || { echo "usage: make push REF=registry/repo:tag [INSECURE=1] [PAR=$(PAR)]"; exit 2; }
+	@$(GO) run ./provider/internal/cmd/push $(if $(INSECURE),--insecure) '$(REF)' '$(PAR)'
 
 ## bench: cache-hit get through real NATS vs a protocol-only baseline, and latency at 1/8/64 clients
 bench:
