@@ -65,6 +65,16 @@ push:
 	@test -n "$(REF)" || { echo "usage: make push REF=registry/repo:tag [INSECURE=1] [PAR=$(PAR)]"; exit 2; }
 	@$(GO) run ./provider/internal/cmd/push $(if $(INSECURE),--insecure) '$(REF)' '$(PAR)'
 
+## image: OCI image for standalone `serve` without Docker (static linux/amd64 binary, CA bundle, user 65532), as a
+## `docker load`/`podman load` tarball build/$(BIN)-image.tar tagged $(IMAGE)
+IMAGE     ?= ghcr.io/infisical-secrets-provider/infisical-secrets-provider-standalone:$(VERSION)
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/bin/linux-amd64/$(BIN) .
+	$(GO) run ./provider/internal/cmd/image --binary build/bin/linux-amd64/$(BIN) --ca-bundle '$(CA_BUNDLE)' \
+	  --tag '$(IMAGE)' --version '$(VERSION)' --vendor '$(VENDOR)' --revision "$$(git rev-parse HEAD 2>/dev/null)" \
+	  --out build/$(BIN)-image.tar
+
 ## bench: cache-hit get through real NATS vs a protocol-only baseline, and latency at 1/8/64 clients
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./provider/...
