@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -33,6 +34,7 @@ const (
 type harness struct {
 	t      *testing.T
 	url    string
+	nats   *server.Server
 	nc     *nats.Conn
 	fake   *fakeinfisical.Server
 	host   *hostsim.Host
@@ -47,7 +49,7 @@ type harness struct {
 // newHarness seeds the fake with a demo project and starts nothing yet; start runs the backend.
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	url, _ := natstest.Start(t)
+	url, ns := natstest.Start(t)
 	fake := fakeinfisical.New(t)
 	fake.AddIdentity(clientID, secret, project)
 	fake.SetSecret(project, "prod", "/", "DB_PASSWORD", "v1-password")
@@ -71,7 +73,7 @@ func newHarness(t *testing.T) *harness {
 	}
 	seed := mustXKeySeed(t)
 	return &harness{
-		t: t, url: url, nc: nc, fake: fake, host: host, issuer: issuer, comp: comp, logs: &syncBuffer{},
+		t: t, url: url, nats: ns, nc: nc, fake: fake, host: host, issuer: issuer, comp: comp, logs: &syncBuffer{},
 		env: map[string]string{
 			"INFISICAL_CLIENT_ID":     clientID,
 			"INFISICAL_CLIENT_SECRET": secret,
