@@ -80,9 +80,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	if user, pass := env("WASH_REG_USER"), env("WASH_REG_PASSWORD"); user != "" && pass != "" {
 		opts.Auth = &authn.Basic{Username: user, Password: pass}
 	}
-	if len(ann) == 0 {
-		opts.Annotations = nil
-	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	res, err := ociartifact.Push(ctx, ref, raw, opts)
