@@ -9,7 +9,7 @@ LDFLAGS    := -s -w -X github.com/infisical-secrets-provider/infisical-secrets-p
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME   ?= 10s
 
-.PHONY: all build test lint demo par bench fuzz docs clean test-wasmcloud wasmcloud-tools wasmcloud-deps
+.PHONY: all build test lint demo par push image bench fuzz docs clean test-wasmcloud wasmcloud-tools wasmcloud-deps
 
 all: build
 
@@ -57,6 +57,23 @@ par:
 	$(GO) run ./provider/internal/cmd/par --name "$(NAME)" --vendor "$(VENDOR)" --version $(VERSION) \
 	  --revision $(REVISION) --keys-dir build/keys --out build/$(BIN).par.gz $$bins
 	$(GO) run ./provider/internal/cmd/par verify --target x86_64-linux build/$(BIN).par.gz
+
+## push: the PAR to an OCI registry as `wash push` does, without wash: make push REF=registry/repo:tag [INSECURE=1]
+## [PAR=file]; prints REF@DIGEST. Credentials: WASH_REG_USER/WASH_REG_PASSWORD, else docker login's.
+PAR ?= build/$(BIN).par.gz
+push:
+	@test -n "$(REF)" || { echo "usage: make push REF=registry/repo:tag [INSECURE=1] [PAR=$(PAR)]"; exit 2; }
+	@$(GO) run ./provider/internal/cmd/push $(if $(INSECURE),--insecure) '$(REF)' '$(PAR)'
+
+## image: OCI image for standalone `serve` without Docker (static linux/amd64 binary, CA bundle, user 65532), as a
+## `docker load`/`podman load` tarball build/$(BIN)-image.tar tagged $(IMAGE)
+IMAGE     ?= ghcr.io/infisical-secrets-provider/infisical-secrets-provider-standalone:$(VERSION)
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/bin/linux-amd64/$(BIN) .
+	$(GO) run ./provider/internal/cmd/image --binary build/bin/linux-amd64/$(BIN) --ca-bundle '$(CA_BUNDLE)' \
+	  --tag '$(IMAGE)' --version '$(VERSION)' --vendor '$(VENDOR)' --revision "$$(git rev-parse HEAD 2>/dev/null)" \
+	  --out build/$(BIN)-image.tar
 
 ## bench: cache-hit get through real NATS vs a protocol-only baseline, latency at 1/8/64 clients, and a deployment storm
 bench:

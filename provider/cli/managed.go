@@ -237,13 +237,7 @@ func needsRestart(prev, next *settings.Settings) []string {
 }
 
 func (m *managed) health(ctx context.Context) (bool, string) {
-	if !m.secretsConn.IsConnected() || !m.lattice.IsConnected() {
-		return false, "NATS disconnected; reconnecting"
-	}
-	if err := m.rt.server.Receiving(); err != nil {
-		return false, err.Error()
-	}
-	return m.rt.backend.Health(ctx)
+	return m.rt.health(ctx, m.secretsConn, m.lattice)
 }
 
 // shutdown stops taking requests, lets in-flight ones finish, and flushes telemetry, within the host's 300 ms grace.

@@ -60,6 +60,15 @@ func runServe(ctx context.Context, e *env, args []string) int {
 		log.Error("telemetry setup failed; continuing without it", "error", err)
 	}
 
+	// The health listener binds first: a busy HEALTH_ADDR stops the start, and probes see "starting" meanwhile.
+	var health *healthServer
+	if s.HealthAddr != "" {
+		if health, err = listenHealth(ctx, log, s.HealthAddr); err != nil {
+			log.Error("cannot start", "error", err)
+			return exitFailure
+		}
+	}
+
 	nc, err := nats.Connect(s.NATSURL, natsOptions(log, s)...)
 	if err != nil {
 		log.Error("NATS connection failed: check that a NATS server runs at NATS_URL and that NATS_CREDS / NATS_TLS_CA fit it",
@@ -73,10 +82,18 @@ func runServe(ctx context.Context, e *env, args []string) int {
 		log.Error("cannot start", "error", err)
 		return exitFailure
 	}
+	if health != nil {
+		health.ready(func(ctx context.Context) (bool, string) { return rt.health(ctx, nc) })
+	}
 	<-ctx.Done()
 	log.Info("signal received, shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if health != nil {
+		if err := health.shutdown(sctx); err != nil {
+			log.Warn("health listener shutdown", "error", err)
+		}
+	}
 	rt.shutdown(sctx)
 	if tel != nil {
 		if err := tel.Shutdown(sctx); err != nil {
@@ -132,6 +149,21 @@ func startBackend(ctx context.Context, log *slog.Logger, s *settings.Settings, n
 		"server_xkey", srv.PublicXKey(), "infisical", s.Infisical.BaseURL, "project", s.Infisical.ProjectID,
 		"environment", s.Infisical.Environment)
 	return &running{log: log, backend: b, server: srv}, nil
+}
+
+// health is what the managed provider reports to its host's health checks and `serve` to probes (HEALTH_ADDR):
+// every NATS connection up, the secrets subscriptions live, and the backend able to serve (issuers trusted;
+// Infisical logins working or a cache to fall back on). It reads state only.
+func (r *running) health(ctx context.Context, conns ...*nats.Conn) (bool, string) {
+	for _, nc := range conns {
+		if !nc.IsConnected() {
+			return false, "NATS disconnected; reconnecting"
+		}
+	}
+	if err := r.server.Receiving(); err != nil {
+		return false, err.Error()
+	}
+	return r.backend.Health(ctx)
 }
 
 func (r *running) shutdown(ctx context.Context) {

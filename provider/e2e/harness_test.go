@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -33,6 +34,7 @@ const (
 type harness struct {
 	t      *testing.T
 	url    string
+	nats   *server.Server
 	nc     *nats.Conn
 	fake   *fakeinfisical.Server
 	host   *hostsim.Host
@@ -47,8 +49,10 @@ type harness struct {
 // newHarness seeds the fake with a demo project and starts nothing yet; start runs the backend.
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	url, _ := natstest.Start(t)
-	return newHarnessOn(t, url)
+	url, ns := natstest.Start(t)
+	h := newHarnessOn(t, url)
+	h.nats = ns
+	return h
 }
 
 // newHarnessOn is newHarness on the NATS server at url (e.g. one with JetStream).

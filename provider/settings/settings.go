@@ -38,6 +38,8 @@ type Settings struct {
 
 	LogLevel  slog.Level
 	LogFormat string // "text" | "json"
+
+	HealthAddr string // serve's health listener (host:port); "" = none
 }
 
 // Infisical is where and how to read secrets: the instance, the identity that logs in, and what to read by default.

@@ -135,6 +135,7 @@ func TestDefaults(t *testing.T) {
 		{"ACCESS_RULES", s.AccessRules, ""},
 		{"LOG_LEVEL", s.LogLevel, slog.LevelInfo},
 		{"LOG_FORMAT", s.LogFormat, "text"},
+		{"HEALTH_ADDR", s.HealthAddr, ""},
 		{"INFISICAL_PROJECT_ID", s.Infisical.ProjectID, "proj-1"},
 		{"INFISICAL_CLIENT_ID", s.Infisical.ClientID, "client-1"},
 		{"INFISICAL_CLIENT_SECRET", s.Infisical.ClientSecret, "s3cret-client"},
@@ -249,6 +250,10 @@ func TestValidValues(t *testing.T) {
 			func(s *Settings) bool { return s.NATSURL == "nats://a:4222, tls://b:4222,c:4222" }},
 		{"subject prefix", []string{"NATS_SUBJECT_PREFIX", "acme.wasmcloud_secrets-2"},
 			func(s *Settings) bool { return s.SubjectPrefix == "acme.wasmcloud_secrets-2" }},
+		{"health on every interface", []string{"HEALTH_ADDR", ":8080"}, func(s *Settings) bool { return s.HealthAddr == ":8080" }},
+		{"health on loopback, any port", []string{"HEALTH_ADDR", "127.0.0.1:0"},
+			func(s *Settings) bool { return s.HealthAddr == "127.0.0.1:0" }},
+		{"health on IPv6", []string{"HEALTH_ADDR", "[::1]:9000"}, func(s *Settings) bool { return s.HealthAddr == "[::1]:9000" }},
 		{"json logs", []string{"LOG_FORMAT", "JSON"}, func(s *Settings) bool { return s.LogFormat == "json" }},
 		{"log level", []string{"LOG_LEVEL", "warn"}, func(s *Settings) bool { return s.LogLevel == slog.LevelWarn }},
 		{"CA PEM", []string{"INFISICAL_CA_CERT", ca}, func(s *Settings) bool { return s.Infisical.CACert == strings.TrimSpace(ca) }},
@@ -323,6 +328,10 @@ func TestMalformedValues(t *testing.T) {
 		{"TENANT_CLAIMS", "storefront-api", "not SOURCE=APPLICATION"},
 		{"TENANT_CLAIMS", "=shop", "not SOURCE=APPLICATION"},
 		{"TENANT_CLAIMS", "a=b=c", "not SOURCE=APPLICATION"},
+		{"HEALTH_ADDR", "8080", "not a host:port"},
+		{"HEALTH_ADDR", "localhost:http", "not a host:port"},
+		{"HEALTH_ADDR", ":70000", "not a host:port"},
+		{"HEALTH_ADDR", "http://0.0.0.0:8080", "not a host:port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.setting+"="+tt.value, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"regexp"
@@ -173,6 +174,9 @@ var table = []entry{
 	text(Spec{Name: "LOG_FORMAT", Default: "text",
 		Help: "text or json"},
 		func(s *Settings) *string { return &s.LogFormat }, checkLogFormat),
+	text(Spec{Name: "HEALTH_ADDR",
+		Help: "serve only: host:port for HTTP health probes (GET /livez, /readyz), e.g. :8080; unset = no listener"},
+		func(s *Settings) *string { return &s.HealthAddr }, checkHealthAddr),
 }
 
 // byName indexes table by setting name.
@@ -467,4 +471,18 @@ func checkPolicyOverrides(v string) (string, error) {
 		return "none", nil
 	}
 	return strings.Join(props, ","), nil
+}
+
+func checkHealthAddr(v string) (string, error) {
+	_, port, err := net.SplitHostPort(v)
+	if err == nil {
+		var n uint64
+		if n, err = strconv.ParseUint(port, 10, 16); err == nil && n > 65535 {
+			err = errors.New("port out of range")
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("%q is not a host:port with a numeric port; use :8080 (every interface) or 127.0.0.1:8080", v)
+	}
+	return v, nil
 }
