@@ -76,8 +76,14 @@ func TestTenantLinkFromWadm(t *testing.T) {
 	}
 }
 
-// tenantManifest is docs/examples/tenant.wadm.yaml with its component (a wasm image the tests cannot run) replaced
-// by the probe provider, keeping the component's secrets and traits (the tenant link), and the tenant's project.
+// emptyComponent is the smallest valid WebAssembly component (magic, component-model version and layer): enough
+// for the real host to start it as a link source, which is all a tenant link needs of its source.
+var emptyComponent = []byte{0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00}
+
+// tenantManifest is docs/examples/tenant.wadm.yaml with its component's image (a published wasm component the tests
+// cannot download) replaced by an empty component that keeps the tenant link, and the component's secrets moved to
+// the probe provider in the same application (wadm rejects provider-to-provider links, and only a provider can
+// report what it received), with the tenant's project.
 func tenantManifest(t *testing.T, probe parFile, subject string) []byte {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(moduleRoot(t), "docs", "examples", "tenant.wadm.yaml"))
@@ -88,18 +94,24 @@ func tenantManifest(t *testing.T, probe parFile, subject string) []byte {
 	if err := yaml.Unmarshal(raw, &m); err != nil {
 		t.Fatal(err)
 	}
+	wasm := filepath.Join(t.TempDir(), "api.wasm")
+	if err := os.WriteFile(wasm, emptyComponent, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	spec := m["spec"].(map[string]any)
-	var swapped bool
-	for _, c := range spec["components"].([]any) {
+	components := spec["components"].([]any)
+	var moved []any
+	for _, c := range components {
 		comp := c.(map[string]any)
 		if comp["type"] != "component" {
 			continue
 		}
 		props := comp["properties"].(map[string]any)
-		comp["type"] = "capability"
-		props["image"] = "file://" + probe.path
-		props["id"] = "shop-probe"
-		props["config"] = []any{map[string]any{"name": "probe-config", "properties": map[string]any{"PROBE_SUBJECT": subject}}}
+		props["image"] = "file://" + wasm
+		if s, ok := props["secrets"].([]any); ok {
+			moved = append(moved, s...)
+			delete(props, "secrets")
+		}
 		for _, tr := range comp["traits"].([]any) {
 			trait := tr.(map[string]any)
 			if trait["type"] != "link" {
@@ -111,11 +123,19 @@ func tenantManifest(t *testing.T, probe parFile, subject string) []byte {
 				p["INFISICAL_PROJECT_ID"] = tenantProject
 			}
 		}
-		swapped = true
 	}
-	if !swapped {
-		t.Fatal("docs/examples/tenant.wadm.yaml has no component to swap for the probe")
+	if len(moved) == 0 {
+		t.Fatal("docs/examples/tenant.wadm.yaml has no component with secrets")
 	}
+	spec["components"] = append(components, map[string]any{
+		"name": "probe", "type": "capability",
+		"properties": map[string]any{
+			"image": "file://" + probe.path, "id": "shop-probe",
+			"config":  []any{map[string]any{"name": "probe-config", "properties": map[string]any{"PROBE_SUBJECT": subject}}},
+			"secrets": moved,
+		},
+		"traits": []any{map[string]any{"type": "spreadscaler", "properties": map[string]any{"instances": 1}}},
+	})
 	out, err := yaml.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
