@@ -122,3 +122,71 @@ func TestAttack_NormalizedNameCollisionTakesOverAnotherApplication(t *testing.T)
 		t.Logf("attacker app: %q, %v", got, err)
 	})
 }
+
+// The README: "With the default POLICY_OVERRIDES no policy can move either to another project or environment than
+// the identity's own, so the billing rule holds without naming one" (rule {"application":"billing","key":"/billing/*"}).
+// A manifest's policy asking for environment=staging or another project_id is answered PolicyError.
+//
+// The same manifest may also carry a tenant link that keeps the provider's identity and sets only
+// INFISICAL_PROJECT_ID and INFISICAL_ENVIRONMENT (the allow-list permits both, with no POLICY_OVERRIDES check). The
+// link's values become "the identity's own" defaults for the application, so checkOverrides passes and the rule, which
+// names neither, allows: the manifest author reads any project and environment the provider's identity can, with the
+// provider's identity.
+func TestAttack_TenantLinkWithProviderIdentityEscapesPolicyOverrides(t *testing.T) {
+	fake := fakeinfisical.New(t)
+	fake.AddIdentity("provider-client", "provider-secret", "prov-project", "other-team-project")
+	fake.SetSecret("prov-project", "prod", "/billing", "DB_PASSWORD", "billing-prod")
+	fake.SetSecret("prov-project", "staging", "/billing", "DB_PASSWORD", "billing-staging")
+	fake.SetSecret("other-team-project", "prod", "/billing", "DB_PASSWORD", "other-team-secret")
+
+	s, err := settings.Load(settings.Maps(map[string]string{
+		"INFISICAL_BASE_URL": fake.URL, "INFISICAL_PROJECT_ID": "prov-project", "INFISICAL_CLIENT_ID": "provider-client",
+		"TRUSTED_ISSUERS": "*", "UPSTREAM_TIMEOUT": "2s",
+		"ACCESS_RULES": `[{"application":"billing","key":"/billing/*"}]`,
+	}, map[string]string{"INFISICAL_CLIENT_SECRET": "provider-secret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backend.New(backend.Config{Settings: s, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	reg := New(s, b, slog.New(slog.DiscardHandler))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Second)
+	defer cancel()
+	_, err = b.Get(ctx, &secrets.Verified{Request: &secrets.Request{Key: "/billing/DB_PASSWORD"}, Application: "billing",
+		Entity: &wascap.Claims{Issuer: "AISSUER", Subject: "MSUBJECT", Name: "api"},
+		Policy: secrets.Policy{Properties: map[string]string{"project_id": "other-team-project"}}})
+	var werr *secrets.Error
+	if !errors.As(err, &werr) || werr.Kind != secrets.KindPolicyError {
+		t.Fatalf("the policy override: %v; want PolicyError", err)
+	}
+
+	for _, tc := range []struct{ name, project, env, stolen string }{
+		{"another environment", "", "staging", "billing-staging"},
+		{"another team's project", "other-team-project", "", "other-team-secret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := map[string]string{}
+			if tc.project != "" {
+				cfg["INFISICAL_PROJECT_ID"] = tc.project
+			}
+			if tc.env != "" {
+				cfg["INFISICAL_ENVIRONMENT"] = tc.env
+			}
+			l := Link{ID: "billing-api/default", Source: "billing-api", Config: cfg}
+			if err := reg.Put(l); err != nil {
+				t.Logf("link refused: %v", err)
+			}
+			t.Cleanup(func() { reg.Delete(l.ID) })
+			got, err := getFor(t, b, "billing", "/billing/DB_PASSWORD")
+			if got == tc.stolen {
+				t.Fatalf("a tenant link without an identity moved application billing to %s, which POLICY_OVERRIDES "+
+					"refuses its policy: served %q with the provider's identity", tc.name, got)
+			}
+			t.Logf("%q, %v", got, err)
+		})
+	}
+}
