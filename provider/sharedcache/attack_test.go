@@ -1,10 +1,10 @@
 package sharedcache
 
 import (
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
-
 	"testing"
 	"time"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 )
 
 // The README: a writer of the bucket without the seed "can delete entries or fill the bucket, which costs Infisical
