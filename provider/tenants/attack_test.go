@@ -190,3 +190,51 @@ func TestAttack_TenantLinkWithProviderIdentityEscapesPolicyOverrides(t *testing.
 		})
 	}
 }
+
+// A tenant link that keeps the provider's identity (it sets only INFISICAL_ENVIRONMENT, say) gets the provider's
+// identity id: IdentityID hashes only the URL and the login. When that tenant goes (its link deleted, or refused),
+// swapTenant forgets every cache entry of that id: the provider's whole cache, for every application it serves.
+// Anyone who may put links for their own application can do that as often as they like (put, delete, put, ...):
+// every other application's cached values are gone, each of their gets goes to Infisical again (towards the 429
+// pause that stops everyone), and while Infisical is down nothing is left to serve, not even fresh values.
+func TestAttack_TenantLinkChurnWipesTheProvidersCache(t *testing.T) {
+	fake := fakeinfisical.New(t)
+	fake.AddIdentity("provider-client", "provider-secret", "prov-project")
+	fake.SetSecret("prov-project", "prod", "/shop", "A", "shop-a")
+	s, err := settings.Load(settings.Maps(map[string]string{
+		"INFISICAL_BASE_URL": fake.URL, "INFISICAL_PROJECT_ID": "prov-project", "INFISICAL_CLIENT_ID": "provider-client",
+		"TRUSTED_ISSUERS": "*", "UPSTREAM_TIMEOUT": "1s", "CACHE_TTL": "5m",
+	}, map[string]string{"INFISICAL_CLIENT_SECRET": "provider-secret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := backend.New(backend.Config{Settings: s, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	reg := New(s, b, slog.New(slog.DiscardHandler))
+
+	if got, err := getFor(t, b, "shop", "/shop/A"); err != nil || got != "shop-a" {
+		t.Fatalf("shop: %q, %v", got, err)
+	}
+	calls := fake.Count(fakeinfisical.RouteAll)
+	if got, err := getFor(t, b, "shop", "/shop/A"); err != nil || got != "shop-a" || fake.Count(fakeinfisical.RouteAll) != calls {
+		t.Fatalf("shop's second get was not a cache hit: %q, %v", got, err)
+	}
+
+	// Another application's deployer puts a link and deletes it.
+	l := Link{ID: "evil-x/default", Source: "evil-x", Config: map[string]string{"INFISICAL_ENVIRONMENT": "dev"}}
+	if err := reg.Put(l); err != nil {
+		t.Fatal(err)
+	}
+	reg.Delete(l.ID)
+
+	fake.Down(true) // an Infisical blip
+	t.Cleanup(func() { fake.Down(false) })
+	got, err := getFor(t, b, "shop", "/shop/A")
+	if got != "shop-a" {
+		t.Fatalf("application shop's value, cached and fresh a moment ago, is gone after application evil's link came and "+
+			"went: %q, %v", got, err)
+	}
+}
