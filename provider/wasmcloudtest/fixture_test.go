@@ -123,6 +123,9 @@ func newFake(t *testing.T) *fakeinfisical.Server {
 type backendOptions struct {
 	trustedIssuers string
 	clientSecret   string // what the bootstrap backend holds; clientSecret unless set
+	// image, when set, publishes the built archive and returns the reference the manifest should name instead of
+	// its file:// path (e.g. one pushed to a registry).
+	image func(p parFile) string
 }
 
 // backend is the provider deployed by wadm from the shipped local.wadm.yaml.
@@ -152,6 +155,13 @@ func deployBackend(t *testing.T, l *lattice, fake *fakeinfisical.Server, o backe
 		"TRUSTED_ISSUERS":      o.trustedIssuers,
 	} {
 		manifest = setProperty(t, manifest, key, value)
+	}
+	if o.image != nil {
+		const local = "image: file://./build/infisical-secrets-provider.par.gz"
+		if strings.Count(manifest, local) != 1 {
+			t.Fatalf("local.wadm.yaml does not name %q once", local)
+		}
+		manifest = strings.Replace(manifest, local, "image: "+o.image(p), 1)
 	}
 	path := filepath.Join(dir, "local.wadm.yaml")
 	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
