@@ -13,8 +13,8 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 )
 
-// InfisicalConfig maps one identity's settings to the Infisical client's configuration.
-func InfisicalConfig(s settings.Infisical, upstreamTimeout time.Duration, log *slog.Logger) infisical.Config {
+// infisicalConfig maps one identity's settings to the Infisical client's configuration.
+func infisicalConfig(s settings.Infisical, upstreamTimeout time.Duration, log *slog.Logger) infisical.Config {
 	return infisical.Config{
 		BaseURL:         s.BaseURL,
 		CACert:          s.CACert,
@@ -45,30 +45,37 @@ func Dial(upstreamTimeout time.Duration, log *slog.Logger) Dialer {
 // dialer is Dial with the rate-limit budget the clients share (nil: each its own).
 func dialer(upstreamTimeout time.Duration, log *slog.Logger, limits *infisical.RateLimits) Dialer {
 	return func(s settings.Infisical) (Upstream, error) {
-		cfg := InfisicalConfig(s, upstreamTimeout, log)
-		cfg.RateLimits = limits
-		if s.CACertPath != "" {
-			// Read at every dial, so a replaced CA file takes effect on the next reconfiguration or link.
-			pem, err := files.Read(s.CACertPath)
-			if err != nil {
-				return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: cannot read the CA certificate file (%w); "+
-					"set it to a readable PEM file, or put the PEM text in INFISICAL_CA_CERT", err)
-			}
-			if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: %s holds no PEM certificate; "+
-					"point it at the CA's certificate, a file starting with -----BEGIN CERTIFICATE-----", s.CACertPath)
-			}
-			cfg.CACert = string(pem)
-		}
-		return infisical.New(cfg)
+		return NewClient(s, upstreamTimeout, log, limits)
 	}
+}
+
+// NewClient is the one way to build an Infisical client from an identity's settings, used by serve, managed mode
+// and the operator tools alike, so that none of them misses a setting (such as INFISICAL_CA_CERT_PATH). The CA
+// file is read at every call, so a replaced file takes effect on the next reconfiguration or link. limits is the
+// rate-limit budget shared with other clients (nil: the client's own).
+func NewClient(s settings.Infisical, upstreamTimeout time.Duration, log *slog.Logger, limits *infisical.RateLimits) (*infisical.Client, error) {
+	cfg := infisicalConfig(s, upstreamTimeout, log)
+	cfg.RateLimits = limits
+	if s.CACertPath != "" {
+		pem, err := files.Read(s.CACertPath)
+		if err != nil {
+			return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: cannot read the CA certificate file (%w); "+
+				"set it to a readable PEM file, or put the PEM text in INFISICAL_CA_CERT", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: %s holds no PEM certificate; "+
+				"point it at the CA's certificate, a file starting with -----BEGIN CERTIFICATE-----", s.CACertPath)
+		}
+		cfg.CACert = string(pem)
+	}
+	return infisical.New(cfg)
 }
 
 // IdentityID names the credentials and the server they are used with, without holding either secret: cache entries
 // of one identity are never served to another.
 func IdentityID(s settings.Infisical) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00", s.BaseURL, InfisicalConfig(s, 0, nil).Auth.Identity())
+	fmt.Fprintf(h, "%s\x00%s\x00", s.BaseURL, infisicalConfig(s, 0, nil).Auth.Identity())
 	return hex.EncodeToString(h.Sum(nil))[:24]
 }
 

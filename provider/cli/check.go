@@ -202,7 +202,7 @@ func checkNATSCreds(c *checklist, path string, now time.Time) {
 }
 
 func checkInfisical(ctx context.Context, c *checklist, s *settings.Settings, key string) {
-	client, err := infisical.New(backend.InfisicalConfig(s.Infisical, s.UpstreamTimeout, slog.New(slog.DiscardHandler)))
+	client, err := backend.NewClient(s.Infisical, s.UpstreamTimeout, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		c.fail(caseAuthentication, "cannot set up the Infisical client: "+err.Error(),
 			"fix the INFISICAL_* settings named above")

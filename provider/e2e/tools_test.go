@@ -491,3 +491,21 @@ func wantErrorOutput(t *testing.T, code int, stdout, stderr string, kind secrets
 		t.Errorf("stderr names no cause:\n%s", stderr)
 	}
 }
+
+// check must reach Infisical the way serve does: with a private CA given as a file, serve works, so check must too
+// (it once built its client on a path that never read INFISICAL_CA_CERT_PATH and reported Authentication Failed).
+func TestCheckToolTrustsTheCACertPath(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	tlsFake := fakeinfisical.NewTLS(t)
+	tlsFake.AddIdentity(clientID, secret, project)
+	tlsFake.SetSecret(project, "prod", "/", "DB_PASSWORD", "tls-password")
+	env := withEnv(h.env, map[string]string{
+		"INFISICAL_BASE_URL":     tlsFake.URL,
+		"INFISICAL_CA_CERT_PATH": writeFile(t, filepath.Join(t.TempDir(), "ca.pem"), tlsFake.CACertPEM()),
+	})
+	code, stdout, stderr := runCommand(t, env, "check", "--secret", "DB_PASSWORD")
+	if code != 0 || !strings.Contains(stdout, "[ok]   logged in to Infisical") || !strings.Contains(stdout, "[ok]   read secret /DB_PASSWORD") {
+		t.Fatalf("check with INFISICAL_CA_CERT_PATH: %s", describe(code, stdout, stderr))
+	}
+}
