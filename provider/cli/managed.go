@@ -65,8 +65,7 @@ func runManaged(ctx context.Context, e *env) int {
 		log.Error("telemetry setup failed; continuing without it", "error", err)
 	}
 
-	slog.SetDefault(log) // wasmbus.NATSOptions logs connection events through the default logger
-	lattice, err := nats.Connect(hd.LatticeRPCURL, wasmbus.NATSOptions(hd)...)
+	lattice, err := nats.Connect(hd.LatticeRPCURL, wasmbus.NATSOptions(hd, log)...)
 	if err != nil {
 		log.Error("NATS connection to the lattice failed", "url", settings.RedactURLs(hd.LatticeRPCURL), "error", err)
 		return exitFailure

@@ -95,7 +95,7 @@ func startHarness(t *testing.T, k testKeys, hd *HostData, h Handlers) *harness {
 	hd.LatticeRPCURL = url
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p, err := New(natstest.Connect(t, url, NATSOptions(hd)...), hd, h, logger)
+	p, err := New(natstest.Connect(t, url, NATSOptions(hd, logger)...), hd, h, logger)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

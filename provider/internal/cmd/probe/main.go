@@ -56,7 +56,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("read host data: %w", err)
 	}
-	nc, err := nats.Connect(hd.LatticeRPCURL, wasmbus.NATSOptions(hd)...)
+	nc, err := nats.Connect(hd.LatticeRPCURL, wasmbus.NATSOptions(hd, log)...)
 	if err != nil {
 		return fmt.Errorf("connect to the lattice: %w", err)
 	}
