@@ -18,6 +18,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/backend"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/files"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
 )
@@ -153,7 +154,7 @@ func checkNATS(ctx context.Context, c *checklist, s *settings.Settings, serverPu
 	}
 	defer nc.Close()
 	c.ok("connected to NATS at %s", nc.ConnectedUrlRedacted())
-	subject := fmt.Sprintf("%s.%s.%s.server_xkey", s.SubjectPrefix, s.APIVersion, s.BackendName)
+	subject := secrets.NewSubjects(s.SubjectPrefix, s.APIVersion, s.BackendName).ServerXKey()
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	msg, err := nc.RequestWithContext(rctx, subject, nil)

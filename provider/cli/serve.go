@@ -145,7 +145,7 @@ func startBackend(ctx context.Context, log *slog.Logger, s *settings.Settings, n
 		defer cancel()
 		b.Warmup(wctx)
 	}()
-	log.Info("serving secrets", "subject", fmt.Sprintf("%s.%s.%s.>", s.SubjectPrefix, s.APIVersion, s.BackendName),
+	log.Info("serving secrets", "subject", srv.Subject(),
 		"server_xkey", srv.PublicXKey(), "infisical", s.Infisical.BaseURL, "project", s.Infisical.ProjectID,
 		"environment", s.Infisical.Environment)
 	return &running{log: log, backend: b, server: srv}, nil
@@ -202,7 +202,7 @@ func warnIfOtherReplicaKey(ctx context.Context, log *slog.Logger, nc *nats.Conn,
 	}
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	subject := fmt.Sprintf("%s.%s.%s.server_xkey", s.SubjectPrefix, s.APIVersion, s.BackendName)
+	subject := secrets.NewSubjects(s.SubjectPrefix, s.APIVersion, s.BackendName).ServerXKey()
 	msg, err := nc.RequestWithContext(ctx, subject, nil)
 	if err != nil {
 		return // nobody else serves: the normal case

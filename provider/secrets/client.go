@@ -18,19 +18,16 @@ const HostRequestTimeout = 10 * time.Second
 // Client asks a secrets backend for secrets the way a wasmCloud 1.x host does: it fetches and caches the server
 // xkey once, then seals every request from a fresh key and opens the reply with it.
 type Client struct {
-	nc      *nats.Conn
-	base    string
-	lock    chan struct{} // a mutex that a waiting caller's ctx can abandon
-	serverK string
+	nc       *nats.Conn
+	subjects Subjects
+	lock     chan struct{} // a mutex that a waiting caller's ctx can abandon
+	serverK  string
 }
 
 // NewClient returns a client for backend under prefix ("" means DefaultPrefix). The API version is always
 // v1alpha1, as hosts cannot change it.
 func NewClient(nc *nats.Conn, prefix, backend string) *Client {
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	return &Client{nc: nc, base: prefix + "." + DefaultAPIVersion + "." + backend, lock: make(chan struct{}, 1)}
+	return &Client{nc: nc, subjects: NewSubjects(prefix, DefaultAPIVersion, backend), lock: make(chan struct{}, 1)}
 }
 
 // ServerXKey returns the backend's public xkey, asking for it once and caching it like the host, which never
@@ -47,7 +44,7 @@ func (c *Client) ServerXKey(ctx context.Context) (string, error) {
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: c.base + ".server_xkey"})
+	msg, err := c.nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: c.subjects.ServerXKey()})
 	if err != nil {
 		return "", fmt.Errorf("failed to fetch server xkey: %w", err)
 	}
@@ -94,7 +91,7 @@ func (c *Client) Get(ctx context.Context, req *Request) (*Secret, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secrets get: seal request: %w", err)
 	}
-	msg := nats.NewMsg(c.base + ".get")
+	msg := nats.NewMsg(c.subjects.Get())
 	msg.Header.Set(HostXkeyHeader, hkPub)
 	msg.Data = sealed
 

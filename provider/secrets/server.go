@@ -72,7 +72,7 @@ const (
 type Server struct {
 	nc       *nats.Conn
 	cfg      ServerConfig
-	base     string // {prefix}.{version}.{backend}
+	subjects Subjects
 	pub      string
 	log      *slog.Logger
 	tracer   trace.Tracer
@@ -182,7 +182,7 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	return &Server{
 		nc:        nc,
 		cfg:       cfg,
-		base:      cfg.Prefix + "." + cfg.APIVersion + "." + cfg.Backend,
+		subjects:  NewSubjects(cfg.Prefix, cfg.APIVersion, cfg.Backend),
 		pub:       pub,
 		log:       cfg.Logger.With("backend", cfg.Backend),
 		tracer:    otel.Tracer(telemetry.InstrumentationName),
@@ -220,7 +220,7 @@ func checkSubject(s string, dotsOK bool) error {
 func (s *Server) PublicXKey() string { return s.pub }
 
 // Subject is the subscription subject, {prefix}.{version}.{backend}.>.
-func (s *Server) Subject() string { return s.base + ".>" }
+func (s *Server) Subject() string { return s.subjects.All() }
 
 // Start queue-subscribes and starts the workers.
 func (s *Server) Start() error {
@@ -369,11 +369,11 @@ func (s *Server) onMsg(msg *nats.Msg) {
 		s.log.Debug("secrets: ignoring a message without a reply subject", "subject", msg.Subject)
 		return
 	}
-	op, _ := strings.CutPrefix(msg.Subject, s.base+".")
+	op, _ := strings.CutPrefix(msg.Subject, s.subjects.base+".")
 	switch op {
-	case "get":
+	case OpGet:
 		s.enqueue(msg)
-	case "server_xkey":
+	case OpServerXKey:
 		s.serveXKey(msg)
 	default:
 		s.unknownOp(msg, op)

@@ -309,3 +309,17 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestSubjects(t *testing.T) {
+	s := NewSubjects("", "", "infisical")
+	for got, want := range map[string]string{
+		s.Get():        "wasmcloud.secrets.v1alpha1.infisical.get",
+		s.ServerXKey(): "wasmcloud.secrets.v1alpha1.infisical.server_xkey",
+		s.All():        "wasmcloud.secrets.v1alpha1.infisical.>",
+		NewSubjects("acme.secrets", "v2", "vault").Get(): "acme.secrets.v2.vault.get",
+	} {
+		if got != want {
+			t.Errorf("subject %q, want %q", got, want)
+		}
+	}
+}
