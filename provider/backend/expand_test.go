@@ -161,3 +161,19 @@ func TestImportedValueReferencesResolveWhereItLives(t *testing.T) {
 		t.Fatalf("got %q, %v; want db://common-host", got, err)
 	}
 }
+
+// Without ACCESS_RULES an imported value lives where Infisical says, as with rules, but nothing is authorized and no
+// confirmation read is made: the import's listing and the folder its reference resolves in, nothing more.
+func TestImportedValueOriginWithoutRulesCostsNoRead(t *testing.T) {
+	fake := fakeinfisical.New(t)
+	fake.SetSecret(testProject, "prod", "/common", "URL", "db://${HOST}")
+	fake.SetSecret(testProject, "prod", "/common", "HOST", "common-host")
+	fake.SetSecret(testProject, "prod", "/shop", "HOST", "shop-host")
+	fake.AddImport(testProject, "prod", "/shop", "prod", "/common")
+	b := fakeBackend(t, fake)
+	got, err := b.get(t, request{key: "/shop/URL", props: map[string]string{"include_imports": "true", "expand_references": "true"}})
+	if err != nil || got != "db://common-host" {
+		t.Fatalf("got %q, %v; want db://common-host", got, err)
+	}
+	wantCalls(t, fake, calls{lists: 2}) // /shop with imports, then /common for ${HOST}
+}

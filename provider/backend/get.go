@@ -137,14 +137,15 @@ func (b *Backend) read(ctx context.Context, l *lookup, a at, version int, import
 }
 
 // checkOrigin returns where the value Infisical answered really lives. With include_imports Infisical may answer
-// from an imported folder or environment: the rules must allow where the value comes from, not only the path that
-// was asked for. Infisical names only the first-level import of a nested one, and older versions name no folder, so
-// an origin other than the folder asked, or one Infisical did not name, is confirmed by reading the secret there
-// directly; a value whose origin cannot be established is not served.
+// from an imported folder or environment: the value's own references resolve there, and the rules must allow where
+// the value comes from, not only the path that was asked for. Infisical names only the first-level import of a
+// nested one, and older versions name no folder, so with rules an origin other than the folder asked, or one
+// Infisical did not name, is confirmed by reading the secret there directly; a value whose origin cannot be
+// established is not served. Without rules every origin is allowed alike: Infisical's word is taken, with no
+// authorization and no confirmation read.
 func (b *Backend) checkOrigin(ctx context.Context, l *lookup, asked at, sec infisical.Secret) (at, error) {
-	if !l.opts.includeImports || l.policy.Rules() == 0 {
-		// Without imports the value is the folder's own; without rules every origin is allowed alike.
-		return asked, nil
+	if !l.opts.includeImports {
+		return asked, nil // without imports the value is the folder's own
 	}
 	origin := asked
 	if sec.Environment != "" {
@@ -153,11 +154,15 @@ func (b *Backend) checkOrigin(ctx context.Context, l *lookup, asked at, sec infi
 	if sec.Path != "" {
 		origin.folder = path.Clean("/" + sec.Path)
 	}
-	if origin == asked && sec.Environment != "" && sec.Path != "" {
+	reported := sec.Environment != "" && sec.Path != ""
+	if origin == asked && reported {
 		return origin, nil // Infisical found it in the folder asked, and said so
 	}
-	where := origin.environment + ":" + origin.folder
 	secrets.Annotate(ctx, slog.String("imported_from", origin.environment+":"+origin.key()))
+	if l.policy.Rules() == 0 {
+		return origin, nil
+	}
+	where := origin.environment + ":" + origin.folder
 	actual := l.subject
 	actual.Environment, actual.Key = origin.environment, origin.key()
 	if err := b.authorize(ctx, l.policy, actual, l.v); err != nil {
