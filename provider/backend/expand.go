@@ -88,8 +88,11 @@ func (x *expansion) resolve(ctx context.Context, holder at, ref string, depth in
 	return x.expand(ctx, target, raw, depth+1, append(chain[:len(chain):len(chain)], target))
 }
 
-// check asks the rules whether the requester may read target, which the value at top refers to.
+// check asks POLICY_OVERRIDES and the rules whether the requester may read target, which the value at top refers to.
 func (x *expansion) check(ctx context.Context, target, top at) error {
+	if err := x.b.confine(ctx, x.l, target, top, "a reference"); err != nil {
+		return err
+	}
 	s := x.l.subject
 	s.Environment, s.Key = target.environment, target.key()
 	if err := x.b.authorize(ctx, x.l.policy, s, x.l.v); err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 )
@@ -159,5 +160,84 @@ func TestImportedValueReferencesResolveWhereItLives(t *testing.T) {
 	got, err := b.get(t, request{key: "/shop/URL", props: map[string]string{"include_imports": "true", "expand_references": "true"}})
 	if err != nil || got != "db://common-host" {
 		t.Fatalf("got %q, %v; want db://common-host", got, err)
+	}
+}
+
+// Without ACCESS_RULES an imported value lives where Infisical says, as with rules, but nothing is authorized and no
+// confirmation read is made: the import's listing and the folder its reference resolves in, nothing more.
+func TestImportedValueOriginWithoutRulesCostsNoRead(t *testing.T) {
+	fake := fakeinfisical.New(t)
+	fake.SetSecret(testProject, "prod", "/common", "URL", "db://${HOST}")
+	fake.SetSecret(testProject, "prod", "/common", "HOST", "common-host")
+	fake.SetSecret(testProject, "prod", "/shop", "HOST", "shop-host")
+	fake.AddImport(testProject, "prod", "/shop", "prod", "/common")
+	b := fakeBackend(t, fake)
+	got, err := b.get(t, request{key: "/shop/URL", props: map[string]string{"include_imports": "true", "expand_references": "true"}})
+	if err != nil || got != "db://common-host" {
+		t.Fatalf("got %q, %v; want db://common-host", got, err)
+	}
+	wantCalls(t, fake, calls{lists: 2}) // /shop with imports, then /common for ${HOST}
+}
+
+// POLICY_OVERRIDES holds for references and imports as it does for the policy: unless it allows environment, a
+// reference or an imported value from another environment is refused before anything is read there, whatever the
+// rules say (and with no rules at all); where it allows environment, the rules decide. A folder of the same
+// environment stays the rules' business. An import whose environment Infisical does not name is confirmed by a read.
+func TestReferencesAndImportsStayInTheRequestsEnvironment(t *testing.T) {
+	values := store{"prod:/shop/REF": "${staging.shop.KEY}", "prod:/shop/LOCAL": "${prod.other.KEY}",
+		"staging:/shop/KEY": "staging-key", "prod:/other/KEY": "other-key"}
+	expand := map[string]string{"expand_references": "true"}
+	imports := map[string]string{"include_imports": "true"}
+	tests := []struct {
+		name     string
+		settings []string
+		key      string
+		props    map[string]string
+		from     string // the environment Infisical names for /shop/IMPORTED, imported from staging:/shop
+		want     string // "" = Unauthorized
+		reads    int
+	}{
+		{name: "no rules, no overrides: reference to staging", settings: []string{"POLICY_OVERRIDES", "none"},
+			key: "/shop/REF", props: expand, reads: 1},
+		{name: "no rules, no overrides: reference to another folder", settings: []string{"POLICY_OVERRIDES", "none"},
+			key: "/shop/LOCAL", props: expand, want: "other-key", reads: 2},
+		{name: "no rules, default overrides: reference to staging", key: "/shop/REF", props: expand, want: "staging-key", reads: 2},
+		{name: "rules set, environment allowed: the rules decide, and allow",
+			settings: []string{"ACCESS_RULES", `[{"key":"/shop/*"}]`, "POLICY_OVERRIDES", "environment"},
+			key:      "/shop/REF", props: expand, want: "staging-key", reads: 2},
+		{name: "rules set, environment allowed: the rules decide, and refuse",
+			settings: []string{"ACCESS_RULES", `[{"key":"/shop/*","environment":"prod"}]`, "POLICY_OVERRIDES", "environment"},
+			key:      "/shop/REF", props: expand, reads: 1},
+		{name: "no rules, no overrides: import from staging", settings: []string{"POLICY_OVERRIDES", "none"},
+			key: "/shop/IMPORTED", props: imports, from: "staging", reads: 1},
+		{name: "no rules, no overrides: import from an environment Infisical does not name",
+			settings: []string{"POLICY_OVERRIDES", "none"}, key: "/shop/IMPORTED", props: imports, reads: 2},
+		{name: "no rules, default overrides: import from staging", key: "/shop/IMPORTED", props: imports, from: "staging",
+			want: "staging-key", reads: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := &funcUpstream{fn: func(ref infisical.SecretRef) (infisical.Secret, error) {
+				if ref.Name == "IMPORTED" && ref.IncludeImports {
+					return infisical.Secret{Name: ref.Name, Value: "staging-key", Path: "/shop", Environment: tt.from, Version: 1}, nil
+				}
+				return values.read(ref)
+			}}
+			b := newTestBackend(t, up, nil, tt.settings...)
+			got, err := b.get(t, request{key: tt.key, props: tt.props})
+			if tt.want == "" {
+				wantWireError(t, err, secrets.KindUnauthorized, "")
+			} else if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+			if len(up.reads) != tt.reads {
+				t.Fatalf("Infisical saw %d reads (%+v); want %d", len(up.reads), up.reads, tt.reads)
+			}
+			for _, r := range up.reads[1:] {
+				if tt.want == "" && r.Environment != "prod" {
+					t.Fatalf("a refused request read %s:%s/%s", r.Environment, r.Path, r.Name)
+				}
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"time"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/access"
@@ -25,8 +26,10 @@ type lookup struct {
 	// subject is the requester asking for the secret the request names; checks of other secrets (an import's
 	// origin, a reference) copy it and change only Environment and Key.
 	subject access.Subject
-	folder  string
-	name    string
+	// overrides are the policy properties POLICY_OVERRIDES lets move a read; references and imports are held to them.
+	overrides []string
+	folder    string
+	name      string
 }
 
 // at is where a secret lives in the lookup's project.
@@ -81,9 +84,8 @@ func (b *Backend) prepare(ctx context.Context, v *secrets.Verified) (*lookup, er
 		secrets.Annotate(ctx, slog.String("detail", err.Error()))
 		return nil, secrets.NewError(secrets.KindInvalidRequest, "")
 	}
-	var overrides []string
 	b.mu.RLock()
-	l.policy, l.caches, overrides, l.id = b.policy, b.caches, b.overrides, b.defaults
+	l.policy, l.caches, l.overrides, l.id = b.policy, b.caches, b.overrides, b.defaults
 	if t, ok := b.tenants[ApplicationKey(v.Application)]; ok && v.Application != "" {
 		l.id = t
 	}
@@ -94,7 +96,7 @@ func (b *Backend) prepare(ctx context.Context, v *secrets.Verified) (*lookup, er
 			"the tenant link of application %s was refused (%s); the provider's log names the problem", l.id.label, l.id.refused))
 	}
 	inf := l.id.settings
-	if err := checkOverrides(opts, inf, overrides); err != nil {
+	if err := checkOverrides(opts, inf, l.overrides); err != nil {
 		return nil, err
 	}
 	project, environment, base := inf.ProjectID, inf.Environment, inf.SecretPath
@@ -137,14 +139,16 @@ func (b *Backend) read(ctx context.Context, l *lookup, a at, version int, import
 }
 
 // checkOrigin returns where the value Infisical answered really lives. With include_imports Infisical may answer
-// from an imported folder or environment: the rules must allow where the value comes from, not only the path that
-// was asked for. Infisical names only the first-level import of a nested one, and older versions name no folder, so
-// an origin other than the folder asked, or one Infisical did not name, is confirmed by reading the secret there
-// directly; a value whose origin cannot be established is not served.
+// from an imported folder or environment: the value's own references resolve there, and the rules must allow where
+// the value comes from, not only the path that was asked for. Infisical names only the first-level import of a
+// nested one, and older versions name no folder, so with rules an origin other than the folder asked, or one
+// Infisical did not name, is confirmed by reading the secret there directly; a value whose origin cannot be
+// established is not served. Without rules every origin is allowed alike: Infisical's word is taken, with no
+// authorization and no confirmation read, unless it names no environment while POLICY_OVERRIDES confines the request
+// to its own (see confine).
 func (b *Backend) checkOrigin(ctx context.Context, l *lookup, asked at, sec infisical.Secret) (at, error) {
-	if !l.opts.includeImports || l.policy.Rules() == 0 {
-		// Without imports the value is the folder's own; without rules every origin is allowed alike.
-		return asked, nil
+	if !l.opts.includeImports {
+		return asked, nil // without imports the value is the folder's own
 	}
 	origin := asked
 	if sec.Environment != "" {
@@ -153,11 +157,19 @@ func (b *Backend) checkOrigin(ctx context.Context, l *lookup, asked at, sec infi
 	if sec.Path != "" {
 		origin.folder = path.Clean("/" + sec.Path)
 	}
-	if origin == asked && sec.Environment != "" && sec.Path != "" {
+	if err := b.confine(ctx, l, origin, asked, "an imported value"); err != nil {
+		return at{}, err
+	}
+	reported := sec.Environment != "" && sec.Path != ""
+	if origin == asked && reported {
 		return origin, nil // Infisical found it in the folder asked, and said so
 	}
-	where := origin.environment + ":" + origin.folder
 	secrets.Annotate(ctx, slog.String("imported_from", origin.environment+":"+origin.key()))
+	envKnown := sec.Environment != "" || slices.Contains(l.overrides, PropEnvironment)
+	if l.policy.Rules() == 0 && envKnown {
+		return origin, nil
+	}
+	where := origin.environment + ":" + origin.folder
 	actual := l.subject
 	actual.Environment, actual.Key = origin.environment, origin.key()
 	if err := b.authorize(ctx, l.policy, actual, l.v); err != nil {
@@ -177,6 +189,24 @@ func (b *Backend) checkOrigin(ctx context.Context, l *lookup, asked at, sec infi
 		return at{}, b.unestablished(ctx, l, asked, where+" holds another value: it came through a nested import, or changed meanwhile")
 	}
 	return origin, nil
+}
+
+// confine refuses a read that a reference or an imported value would make in another environment than the request's,
+// unless POLICY_OVERRIDES allows environment overrides (the check checkOverrides makes of the policy): what a manifest
+// may not ask for through its policy, a value may not bring in through its references or imports either, even where
+// the rules name no environment. Every read is made in the request's project (Infisical's references and imports name
+// only an environment and a folder), so the project cannot move this way; a folder can, and stays the rules' business,
+// as with secret_path. top is the secret the request asked for.
+func (b *Backend) confine(ctx context.Context, l *lookup, target, top at, what string) error {
+	if overrideAllowed(l.overrides, PropEnvironment, target.environment, l.subject.Environment) {
+		return nil
+	}
+	secrets.Annotate(ctx, slog.String("decision", "denied"),
+		slog.String("detail", what+" from another environment, which POLICY_OVERRIDES does not allow"))
+	b.log.Warn("access denied: "+what+" comes from another environment than the request's, and POLICY_OVERRIDES does "+
+		"not allow environment overrides", "entity", l.v.Entity.Subject, "application", l.v.Application,
+		"environment", l.subject.Environment, "key", top.key(), "from", target.environment+":"+target.key())
+	return secrets.NewError(secrets.KindUnauthorized, "")
 }
 
 // unestablished refuses an imported value whose origin is unknown: the rules cannot be checked against it.

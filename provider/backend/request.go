@@ -86,7 +86,7 @@ func checkOverrides(o options, inf settings.Infisical, allowed []string) error {
 		{PropEnvironment, o.environment, inf.Environment},
 		{PropSecretPath, o.secretPath, inf.SecretPath},
 	} {
-		if p.value == "" || p.value == p.def || slices.Contains(allowed, p.name) {
+		if overrideAllowed(allowed, p.name, p.value, p.def) {
 			continue
 		}
 		return policyError(p.name, fmt.Sprintf("%q differs from this backend's %q, and the provider's POLICY_OVERRIDES does not "+
@@ -94,6 +94,12 @@ func checkOverrides(o options, inf settings.Infisical, allowed []string) error {
 			"the operator to allow it", p.value, p.def, p.name))
 	}
 	return nil
+}
+
+// overrideAllowed reports whether a read may be made with value for the policy property prop where def is what the
+// request would read without it: no value, the same value, or a property POLICY_OVERRIDES allows.
+func overrideAllowed(allowed []string, prop, value, def string) bool {
+	return value == "" || value == def || slices.Contains(allowed, prop)
 }
 
 func policyError(prop, msg string) error {

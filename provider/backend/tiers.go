@@ -352,7 +352,7 @@ func (b *Backend) fetchFolder(c *caches, lister Lister, fk folderKey, maxAge tim
 		case errors.Is(err, infisical.ErrNotModified) && prev != nil:
 			f = prev.renewed(now)
 		case err != nil:
-			b.failed(ctx, c, skey, err, func() {
+			b.failed(err, func() { b.forgetFolder(ctx, c, fk) }, func() {
 				if prev != nil {
 					c.folders.Put(fk, prev, prev.at) // so that the cache can serve it stale
 				}
@@ -380,14 +380,82 @@ func (b *Backend) sharedFolder(ctx context.Context, c *caches, skey []byte) *fol
 	return f
 }
 
-// failed handles a failed Infisical call: a final answer removes the shared entry, so that no replica serves it
-// stale; otherwise keepStale puts what the tiers still hold where the memory cache can serve it stale.
-func (b *Backend) failed(ctx context.Context, c *caches, skey []byte, err error, keepStale func()) {
+// failed handles a failed Infisical call: a final answer runs forget, so that nothing here or in the shared tier
+// serves what it is about stale; otherwise keepStale puts what the tiers still hold where the memory cache can serve
+// it stale.
+func (b *Backend) failed(err error, forget, keepStale func()) {
 	if infisical.IsFinal(err) {
-		b.shared.Delete(ctx, skey)
+		forget()
 		return
 	}
 	keepStale()
+}
+
+// A final answer (not found, access or credentials refused) is about a secret or a whole folder, not only about the
+// entry whose fetch got it: a folder's listing, a secret's exact read and each of its version reads are entries of
+// their own, and any one left behind would serve the secret stale again as soon as Infisical fails. So a final answer
+// drops every entry that could serve what it is about, from memory and from the shared tier. The shared tier can
+// only be asked by key: besides the listings and the asked keys, it loses the entries this replica held in memory.
+
+// forgetFolder is for a final answer to a listing: the folder (or its environment) is gone, or the identity may no
+// longer read it. The folder's listings go (with and without imports), with every exact and version read in it.
+func (b *Backend) forgetFolder(ctx context.Context, c *caches, fk folderKey) {
+	b.forget(ctx, c, fk, true, func(cacheKey) bool { return true })
+}
+
+// forgetSecret is for a final answer to an exact read of key. Access or credentials refused, or the latest value not
+// found, are about the secret: its folder's listings go (they hold its latest value, and a listing is one entry,
+// listed again whole on the next request), with every exact and version read of it. A version not found is about
+// that version only.
+func (b *Backend) forgetSecret(ctx context.Context, c *caches, key cacheKey, err error) {
+	variants := func(versions ...int) []cacheKey {
+		var ks []cacheKey
+		for _, v := range versions {
+			for _, imports := range []bool{false, true} {
+				k := key
+				k.version, k.imports = v, imports
+				ks = append(ks, k)
+			}
+		}
+		return ks
+	}
+	if key.version > 0 && errors.Is(err, infisical.ErrNotFound) {
+		b.forget(ctx, c, key.folderKey(), false, func(k cacheKey) bool { return k.name == key.name && k.version == key.version },
+			variants(key.version)...)
+		return
+	}
+	b.forget(ctx, c, key.folderKey(), true, func(k cacheKey) bool { return k.name == key.name },
+		variants(0, key.version)...)
+}
+
+// forget drops from memory, in fk's folder (with and without imports), its listings when listings is set and the
+// exact reads that match, and deletes from the shared tier those entries and the entries of also. It deletes through
+// Backend.shared, whatever this replica caches.
+func (b *Backend) forget(ctx context.Context, c *caches, fk folderKey, listings bool, match func(cacheKey) bool, also ...cacheKey) {
+	shared := map[string][]byte{}
+	drop := func(skey []byte) { shared[string(skey)] = skey }
+	if listings {
+		for _, imports := range []bool{false, true} {
+			k := fk
+			k.imports = imports
+			c.folders.Delete(k)
+			drop(k.bytes())
+		}
+	}
+	c.secrets.DeleteFunc(func(k cacheKey) bool {
+		if k.identity != fk.identity || k.project != fk.project || k.environment != fk.environment ||
+			k.folder != fk.folder || !match(k) {
+			return false
+		}
+		drop(k.bytes())
+		return true
+	})
+	for _, k := range also {
+		drop(k.bytes())
+	}
+	for _, skey := range shared {
+		b.shared.Delete(ctx, skey)
+	}
 }
 
 // exact reads one secret as asked: an explicit version, or what a listing could not answer.
@@ -414,7 +482,7 @@ func (b *Backend) exact(ctx context.Context, c *caches, id *identity, key cacheK
 		}
 		sec, err := id.upstream.GetSecret(fctx, ref)
 		if err != nil {
-			b.failed(fctx, c, skey, err, func() {
+			b.failed(err, func() { b.forgetSecret(fctx, c, key, err) }, func() {
 				if hadPrev {
 					c.secrets.Put(key, prev, prev.at)
 				}

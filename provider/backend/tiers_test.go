@@ -430,6 +430,65 @@ func TestFinalAnswersRemoveTheSharedEntry(t *testing.T) {
 	}
 }
 
+// A final answer is about the secret (or, for a listing, the folder), not only about the entry whose fetch got it:
+// the listing and the version read of the secret both leave the shared tier, so another replica has neither to serve
+// stale, whichever of them Infisical refused.
+func TestFinalAnswersRemoveEverySharedEntryOfTheSecret(t *testing.T) {
+	tests := []struct {
+		name   string
+		route  fakeinfisical.Route
+		refuse func(r replica) secrets.ErrorKind
+	}{
+		{name: "listing refused", route: fakeinfisical.RouteListSecrets, refuse: func(r replica) secrets.ErrorKind {
+			_, kind, _ := r.get(t, "/shop/A")
+			return kind
+		}},
+		{name: "version read refused", route: fakeinfisical.RouteGetSecret, refuse: func(r replica) secrets.ErrorKind {
+			_, kind, _ := r.get(t, "/shop/A", 2)
+			return kind
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url, _ := natstest.StartJetStream(t)
+			fake, clk, seed := tierFake(t), newTestClock(), xkeySeed(t)
+			one := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
+			one.mustGet(t, "/shop/A", "shop-a2")
+			if got, kind, _ := one.get(t, "/shop/A", 2); kind != "" || got != "shop-a2" {
+				t.Fatalf("version 2: %q %s", got, kind)
+			}
+			wantCalls(t, fake, calls{lists: 1, reads: 1})
+			clk.Advance(31 * time.Second)
+			fake.FailNext(tt.route, 1, http.StatusForbidden, "You are not allowed to read on secrets", nil)
+			if kind := tt.refuse(one); kind != secrets.KindUpstreamError {
+				t.Fatalf("the 403: %s", kind)
+			}
+			fake.Down(true)
+			t.Cleanup(func() { fake.Down(false) })
+			other := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
+			if got, kind, _ := other.get(t, "/shop/A"); kind == "" {
+				t.Fatalf("another replica served the listing's %q after Infisical refused access", got)
+			}
+			if got, kind, _ := other.get(t, "/shop/A", 2); kind == "" {
+				t.Fatalf("another replica served version 2 (%q) after Infisical refused access", got)
+			}
+		})
+	}
+}
+
+// A version Infisical does not have is about that version only: the secret's listing stays, and serves without a
+// call.
+func TestVersionNotFoundKeepsTheListing(t *testing.T) {
+	fake, clk := tierFake(t), newTestClock()
+	r := newReplica(t, fake, clk, nil)
+	r.mustGet(t, "/shop/A", "shop-a2")
+	if _, kind, _ := r.get(t, "/shop/A", 9); kind != secrets.KindSecretNotFound {
+		t.Fatalf("version 9: %s; want SecretNotFound", kind)
+	}
+	r.mustGet(t, "/shop/A", "shop-a2")
+	wantCalls(t, fake, calls{lists: 1, reads: 1})
+}
+
 // A 429 pauses every identity on that Infisical URL: requests that need Infisical fail at once naming the wait,
 // while cached values are still served.
 func TestRateLimitPauseFailsFastAndServesCache(t *testing.T) {
