@@ -227,7 +227,10 @@ func (b *Backend) RemoveTenant(appKey string) {
 }
 
 // swapTenant installs next (nil removes the tenant) and retires the one it replaces, dropping its cached values
-// unless next reads as the same identity. It reports whether there was a tenant. Callers hold b.changing.
+// unless an identity still in use reads as the same one: the provider's own (a link that keeps the provider's
+// identity has its id), next, or another application's tenant. Cache entries are keyed by identity id, not by
+// application, so forgetting an id in use would wipe what those still serve. It reports whether there was a
+// tenant. Callers hold b.changing.
 func (b *Backend) swapTenant(appKey string, next *identity) bool {
 	b.mu.Lock()
 	old := b.tenants[appKey]
@@ -237,15 +240,29 @@ func (b *Backend) swapTenant(appKey string, next *identity) bool {
 		b.tenants[appKey] = next
 	}
 	c := b.caches
+	inUse := old != nil && b.identityInUse(old.id)
 	b.mu.Unlock()
 	if old == nil || old.upstream == nil {
 		return old != nil
 	}
-	if next == nil || next.id != old.id {
+	if !inUse {
 		c.forget(old.id)
 	}
 	retire(old.upstream)
 	return true
+}
+
+// identityInUse reports whether the provider's identity or a live tenant reads as id. Callers hold b.mu.
+func (b *Backend) identityInUse(id string) bool {
+	if b.defaults != nil && b.defaults.id == id {
+		return true
+	}
+	for _, t := range b.tenants {
+		if t.upstream != nil && t.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // Close releases every upstream client.

@@ -55,3 +55,32 @@ func TestSetTenantKeepsTheClientForTheSameSettings(t *testing.T) {
 		}
 	}
 }
+
+// Cache entries are keyed by identity, not by application: when one application's tenant goes, what another tenant
+// with the same identity, or the provider (whose identity a link may keep), cached must stay.
+func TestRemovingATenantKeepsTheCacheOfIdentitiesStillInUse(t *testing.T) {
+	fake := tierFake(t)
+	fake.AddIdentity("team-client", "team-secret", testProject)
+	r := newReplica(t, fake, newTestClock(), nil)
+	team := r.Settings().Infisical
+	team.ClientID, team.ClientSecret = "team-client", "team-secret"
+	keeps := r.Settings().Infisical // a link that keeps the provider's identity
+	keeps.SecretPath = "/billing"
+	for app, s := range map[string]settings.Infisical{"shop": team, "billing": team, "dev": keeps} {
+		if err := r.SetTenant(app, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.mustGet(t, "/shop/B", "shop-b")
+	if got, kind, _ := r.getAs(t, "other", "/shop/C"); got != "shop-c" { // the provider's identity
+		t.Fatalf("other: %q, %s", got, kind)
+	}
+	r.RemoveTenant("billing")
+	r.RefuseTenant("dev", "its tenant link's settings were refused")
+	r.RemoveTenant("dev")
+	fake.Down(true)
+	r.mustGet(t, "/shop/B", "shop-b")
+	if got, kind, msg := r.getAs(t, "other", "/shop/C"); got != "shop-c" {
+		t.Fatalf("the provider's cached value is gone after a tenant that kept its identity went: %q, %s %q", got, kind, msg)
+	}
+}
