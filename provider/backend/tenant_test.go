@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +83,28 @@ func TestRemovingATenantKeepsTheCacheOfIdentitiesStillInUse(t *testing.T) {
 	r.mustGet(t, "/shop/B", "shop-b")
 	if got, kind, msg := r.getAs(t, "other", "/shop/C"); got != "shop-c" {
 		t.Fatalf("the provider's cached value is gone after a tenant that kept its identity went: %q, %s %q", got, kind, msg)
+	}
+}
+
+// Hosts send the manifest's name exactly, and tenants are kept by it: shop-x and shop_x are two applications, though
+// their names normalize alike. One with no tenant is served by the provider's identity, with a warning naming the
+// other in case the link was meant for it.
+func TestTenantsAreKeptByExactApplicationName(t *testing.T) {
+	fake := tierFake(t)
+	fake.SetSecret(testProject, "dev", "/shop", "B", "dev-b")
+	r := newReplica(t, fake, newTestClock(), nil)
+	dev := r.Settings().Infisical
+	dev.Environment = "dev"
+	if err := r.SetTenant("shop-x", dev); err != nil {
+		t.Fatal(err)
+	}
+	if got, kind, msg := r.getAs(t, "shop-x", "/shop/B"); got != "dev-b" {
+		t.Fatalf("shop-x: %q, %s %q", got, kind, msg)
+	}
+	if got, kind, msg := r.getAs(t, "shop_x", "/shop/B"); got != "shop-b" {
+		t.Fatalf("shop_x was not served by the provider's identity: %q, %s %q", got, kind, msg)
+	}
+	if !strings.Contains(r.logs.String(), "normalizes alike") || !strings.Contains(r.logs.String(), "tenant=shop-x") {
+		t.Errorf("no warning names the tenant whose name normalizes alike:\n%s", r.logs)
 	}
 }
