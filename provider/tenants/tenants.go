@@ -264,7 +264,7 @@ func (r *Registry) apply(app string) {
 	latest := r.serving(app, "")
 	switch {
 	case latest == nil && r.holds(app):
-		r.target.RefuseTenant(app, "its tenant link is held: it may not serve the application (the provider's log says why)")
+		r.target.RefuseTenant(app, "its tenant link is held: its name collides with another application's, or other links served it with other settings")
 	case latest == nil:
 		r.target.RemoveTenant(app)
 	case r.disagree(latest):
