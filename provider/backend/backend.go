@@ -41,7 +41,8 @@ type Config struct {
 
 // identity is one Infisical login: the provider's own or one tenant's.
 type identity struct {
-	label    string // "default" or the tenant's application key
+	label    string // "default" or the tenant's application name
+	appKey   string // ApplicationKey of a tenant's application name; "" for the provider's identity
 	settings settings.Infisical
 	timeout  time.Duration // UPSTREAM_TIMEOUT its client was made with
 	id       string        // non-secret hash naming the credentials, part of every cache key
@@ -73,7 +74,7 @@ type Backend struct {
 	policy    *access.Policy
 	overrides []string // policy properties a request may set to other than the identity's default
 	defaults  *identity
-	tenants   map[string]*identity
+	tenants   map[string]*identity // by exact application name, as requests carry it
 	caches    *caches
 }
 
@@ -180,72 +181,105 @@ func (b *Backend) Settings() *settings.Settings {
 	return b.settings
 }
 
-// SetTenant makes requests from the application whose key is appKey (see ApplicationKey) use their own Infisical
-// settings. A later call for the same key replaces the tenant.
-func (b *Backend) SetTenant(appKey string, s settings.Infisical) error {
-	if appKey == "" {
+// SetTenant makes requests from the application named exactly app use their own Infisical settings. Names are
+// matched exactly, not normalized: shop-x and shop_x are two applications. A later call for the same name replaces
+// the tenant.
+func (b *Backend) SetTenant(app string, s settings.Infisical) error {
+	if app == "" {
 		return errors.New("tenant needs an application name")
 	}
 	b.changing.Lock()
 	defer b.changing.Unlock()
 	timeout := b.Settings().UpstreamTimeout
 	b.mu.RLock()
-	same := b.tenants[appKey]
+	same := b.tenants[app]
 	b.mu.RUnlock()
 	if same != nil && same.refused == "" && same.settings == s && same.timeout == timeout {
 		// Links are put again (one per component of an app, or by wadm): keep the client, its token and its
 		// login back-off, so repeats cost Infisical nothing.
 		return nil
 	}
-	id, err := b.newIdentity("tenant "+appKey, s, timeout)
+	id, err := b.newIdentity("tenant "+app, s, timeout)
 	if err != nil {
 		return err
 	}
-	id.label = appKey
-	b.swapTenant(appKey, id)
-	b.log.Info("tenant set", "application", appKey, "project", s.ProjectID, "environment", s.Environment)
+	id.label, id.appKey = app, ApplicationKey(app)
+	b.swapTenant(app, id)
+	b.log.Info("tenant set", "application", app, "project", s.ProjectID, "environment", s.Environment)
 	return nil
 }
 
-// RefuseTenant makes requests from the application whose key is appKey fail, with reason, instead of being served
-// by the provider's identity or a previous tenant's: its tenant link was refused, and it fails closed.
-func (b *Backend) RefuseTenant(appKey, reason string) {
+// RefuseTenant makes requests from the application named exactly app fail, with reason, instead of being served by
+// the provider's identity or a previous tenant's: its tenant link was refused, and it fails closed.
+func (b *Backend) RefuseTenant(app, reason string) {
 	b.changing.Lock()
 	defer b.changing.Unlock()
-	b.swapTenant(appKey, &identity{label: appKey, refused: reason})
-	b.log.Warn("tenant refused: the application's requests fail until its link is fixed or deleted", "application", appKey,
+	b.swapTenant(app, &identity{label: app, appKey: ApplicationKey(app), refused: reason})
+	b.log.Warn("tenant refused: the application's requests fail until its link is fixed or deleted", "application", app,
 		"reason", reason)
 }
 
 // RemoveTenant drops a tenant and its cached values; its application falls back to the provider's settings.
-func (b *Backend) RemoveTenant(appKey string) {
+func (b *Backend) RemoveTenant(app string) {
 	b.changing.Lock()
 	defer b.changing.Unlock()
-	if b.swapTenant(appKey, nil) {
-		b.log.Info("tenant removed", "application", appKey)
+	if b.swapTenant(app, nil) {
+		b.log.Info("tenant removed", "application", app)
 	}
 }
 
+// tenantAlike returns the name of a tenant's application that normalizes like app (another name: app has no
+// tenant), or "". Callers hold b.mu.
+func (b *Backend) tenantAlike(app string) string {
+	if len(b.tenants) == 0 {
+		return ""
+	}
+	key := ApplicationKey(app)
+	for name, t := range b.tenants {
+		if t.appKey == key {
+			return name
+		}
+	}
+	return ""
+}
+
 // swapTenant installs next (nil removes the tenant) and retires the one it replaces, dropping its cached values
-// unless next reads as the same identity. It reports whether there was a tenant. Callers hold b.changing.
-func (b *Backend) swapTenant(appKey string, next *identity) bool {
+// unless an identity still in use reads as the same one: the provider's own (a link that keeps the provider's
+// identity has its id), next, or another application's tenant. Cache entries are keyed by identity id, not by
+// application, so forgetting an id in use would wipe what those still serve. It reports whether there was a
+// tenant. Callers hold b.changing.
+func (b *Backend) swapTenant(app string, next *identity) bool {
 	b.mu.Lock()
-	old := b.tenants[appKey]
+	old := b.tenants[app]
 	if next == nil {
-		delete(b.tenants, appKey)
+		delete(b.tenants, app)
 	} else {
-		b.tenants[appKey] = next
+		b.tenants[app] = next
 	}
 	c := b.caches
+	inUse := old != nil && b.identityInUse(old.id)
 	b.mu.Unlock()
 	if old == nil || old.upstream == nil {
 		return old != nil
 	}
-	if next == nil || next.id != old.id {
+	if !inUse {
 		c.forget(old.id)
 	}
 	retire(old.upstream)
 	return true
+}
+
+// identityInUse reports whether the provider's identity or a live tenant reads as id. Callers hold b.mu.
+func (b *Backend) identityInUse(id string) bool {
+	if b.defaults != nil && b.defaults.id == id {
+		return true
+	}
+	for _, t := range b.tenants {
+		if t.upstream != nil && t.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // Close releases every upstream client.

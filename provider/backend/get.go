@@ -84,12 +84,20 @@ func (b *Backend) prepare(ctx context.Context, v *secrets.Verified) (*lookup, er
 		secrets.Annotate(ctx, slog.String("detail", err.Error()))
 		return nil, secrets.NewError(secrets.KindInvalidRequest, "")
 	}
+	var alike string
 	b.mu.RLock()
 	l.policy, l.caches, l.overrides, l.id = b.policy, b.caches, b.overrides, b.defaults
-	if t, ok := b.tenants[ApplicationKey(v.Application)]; ok && v.Application != "" {
+	if t, ok := b.tenants[v.Application]; ok && v.Application != "" {
 		l.id = t
+	} else if v.Application != "" {
+		alike = b.tenantAlike(v.Application)
 	}
 	b.mu.RUnlock()
+	if alike != "" {
+		b.log.Warn("application served by the provider's identity, though a tenant link serves an application whose name "+
+			"normalizes alike; if that link is this application's, set APPLICATION to this application's exact name on it",
+			"application", v.Application, "tenant", alike)
+	}
 	if l.id.refused != "" {
 		secrets.Annotate(ctx, slog.String("identity", l.id.label), slog.String("detail", l.id.refused))
 		return nil, secrets.NewError(secrets.KindUpstreamError, fmt.Sprintf(

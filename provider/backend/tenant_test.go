@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -53,5 +54,57 @@ func TestSetTenantKeepsTheClientForTheSameSettings(t *testing.T) {
 		if dials != st.wantDials {
 			t.Fatalf("%s: %d clients made; want %d", st.name, dials, st.wantDials)
 		}
+	}
+}
+
+// Cache entries are keyed by identity, not by application: when one application's tenant goes, what another tenant
+// with the same identity, or the provider (whose identity a link may keep), cached must stay.
+func TestRemovingATenantKeepsTheCacheOfIdentitiesStillInUse(t *testing.T) {
+	fake := tierFake(t)
+	fake.AddIdentity("team-client", "team-secret", testProject)
+	r := newReplica(t, fake, newTestClock(), nil)
+	team := r.Settings().Infisical
+	team.ClientID, team.ClientSecret = "team-client", "team-secret"
+	keeps := r.Settings().Infisical // a link that keeps the provider's identity
+	keeps.SecretPath = "/billing"
+	for app, s := range map[string]settings.Infisical{"shop": team, "billing": team, "dev": keeps} {
+		if err := r.SetTenant(app, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.mustGet(t, "/shop/B", "shop-b")
+	if got, kind, _ := r.getAs(t, "other", "/shop/C"); got != "shop-c" { // the provider's identity
+		t.Fatalf("other: %q, %s", got, kind)
+	}
+	r.RemoveTenant("billing")
+	r.RefuseTenant("dev", "its tenant link's settings were refused")
+	r.RemoveTenant("dev")
+	fake.Down(true)
+	r.mustGet(t, "/shop/B", "shop-b")
+	if got, kind, msg := r.getAs(t, "other", "/shop/C"); got != "shop-c" {
+		t.Fatalf("the provider's cached value is gone after a tenant that kept its identity went: %q, %s %q", got, kind, msg)
+	}
+}
+
+// Hosts send the manifest's name exactly, and tenants are kept by it: shop-x and shop_x are two applications, though
+// their names normalize alike. One with no tenant is served by the provider's identity, with a warning naming the
+// other in case the link was meant for it.
+func TestTenantsAreKeptByExactApplicationName(t *testing.T) {
+	fake := tierFake(t)
+	fake.SetSecret(testProject, "dev", "/shop", "B", "dev-b")
+	r := newReplica(t, fake, newTestClock(), nil)
+	dev := r.Settings().Infisical
+	dev.Environment = "dev"
+	if err := r.SetTenant("shop-x", dev); err != nil {
+		t.Fatal(err)
+	}
+	if got, kind, msg := r.getAs(t, "shop-x", "/shop/B"); got != "dev-b" {
+		t.Fatalf("shop-x: %q, %s %q", got, kind, msg)
+	}
+	if got, kind, msg := r.getAs(t, "shop_x", "/shop/B"); got != "shop-b" {
+		t.Fatalf("shop_x was not served by the provider's identity: %q, %s %q", got, kind, msg)
+	}
+	if !strings.Contains(r.logs.String(), "normalizes alike") || !strings.Contains(r.logs.String(), "tenant=shop-x") {
+		t.Errorf("no warning names the tenant whose name normalizes alike:\n%s", r.logs)
 	}
 }

@@ -31,6 +31,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 )
 
 // Defaults for Config.
@@ -187,7 +189,7 @@ func checkBaseURL(raw string) (string, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("INFISICAL_BASE_URL %q is not an http(s) URL such as %s", raw, DefaultBaseURL)
+		return "", fmt.Errorf("INFISICAL_BASE_URL %q is not an http(s) URL such as %s", settings.RedactURLs(raw), DefaultBaseURL)
 	}
 	return strings.TrimRight(raw, "/"), nil
 }

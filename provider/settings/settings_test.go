@@ -706,6 +706,8 @@ func TestRedactURLsHidesTokensAndPasswords(t *testing.T) {
 		"nats://user:s3cr3t@n1:4222,nats://n2:1": "nats://redacted@n1:4222,nats://n2:1",
 		"nats://n1:4222":                         "nats://n1:4222",
 		"tls://%zz:s3cr3t@n1":                    "<URL with credentials>",
+		"user:s3cr3t@n1:4222":                    "<URL with credentials>", // no scheme: nats.go adds nats://
+		"nats//user:s3cr3t@n1":                   "<URL with credentials>",
 	} {
 		if got := RedactURLs(in); got != want || strings.Contains(got, "s3cr3t") {
 			t.Errorf("RedactURLs(%q) = %q; want %q", in, got, want)

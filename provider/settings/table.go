@@ -265,16 +265,17 @@ func checkUpstreamTimeout(d time.Duration) error {
 	return nil
 }
 
+// checkBaseURL quotes the value only through redactURL: a malformed URL may still hold credentials.
 func checkBaseURL(v string) (string, error) {
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("%q is not an http(s) URL; set it to your Infisical address, such as https://app.infisical.com", v)
+		return "", fmt.Errorf("%q is not an http(s) URL; set it to your Infisical address, such as https://app.infisical.com", redactURL(v))
 	}
 	if u.User != nil {
 		return "", errors.New("the URL holds credentials; remove them and use INFISICAL_AUTH_METHOD's settings instead")
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%q has a query or fragment; use the bare address, such as https://app.infisical.com", v)
+		return "", fmt.Errorf("%q has a query or fragment; use the bare address, such as https://app.infisical.com", redactURL(v))
 	}
 	return strings.TrimRight(v, "/"), nil
 }
@@ -329,11 +330,13 @@ func checkNATSURL(v string) (string, error) {
 	return v, nil
 }
 
-// redactURL drops a password from a URL before it goes into a message.
+// redactURL drops a password from a URL before it goes into a message. A value with an '@' that does not parse as
+// a URL with a user part (a bad port, a missing "://", "user:pass@host" without a scheme) is hidden whole: what
+// precedes the '@' may be credentials.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	switch {
-	case err != nil && strings.Contains(raw, "@"):
+	case (err != nil || u.User == nil) && strings.Contains(raw, "@"):
 		return "<URL with credentials>"
 	case err != nil || u.User == nil:
 		return raw

@@ -58,6 +58,7 @@ func LoadTenant(src Source, provider *Settings) (Tenant, error) {
 		}
 	} else {
 		problems = append(problems, checkSameServer(t, provider.Infisical, keepIdentityTodo)...)
+		problems = append(problems, checkKeptIdentityPlace(t, provider)...)
 	}
 	if t.ProjectID == "" {
 		problems = append(problems, Problem{"INFISICAL_PROJECT_ID", "required; set it on the link or on the provider to the ID of the Infisical project to read (Project Settings)"})
@@ -171,6 +172,30 @@ func checkOwnIdentity(t Infisical, provider *Settings) []Problem {
 	}
 	const todo = "a link's ambient login (the provider's platform identity) goes only to the provider's own Infisical"
 	return append(problems, checkSameServer(t, provider.Infisical, todo)...)
+}
+
+// checkKeptIdentityPlace refuses a link that keeps the provider's identity and moves it to another project,
+// environment or folder than the provider's own, unless POLICY_OVERRIDES allows that override. Such a link's place
+// becomes its application's defaults, which policy overrides are checked against: without this a manifest could
+// reach, with the provider's identity, the project or environment POLICY_OVERRIDES keeps its policies out of. A
+// link with its own identity is bounded by that identity's Infisical permissions instead.
+func checkKeptIdentityPlace(t Infisical, provider *Settings) []Problem {
+	allowed := provider.AllowedOverrides()
+	var problems []Problem
+	for _, p := range []struct{ setting, property, value, def string }{
+		{"INFISICAL_PROJECT_ID", "project_id", t.ProjectID, provider.Infisical.ProjectID},
+		{"INFISICAL_ENVIRONMENT", "environment", t.Environment, provider.Infisical.Environment},
+		{"INFISICAL_SECRET_PATH", "secret_path", t.SecretPath, provider.Infisical.SecretPath},
+	} {
+		if p.value == p.def || slices.Contains(allowed, p.property) {
+			continue
+		}
+		problems = append(problems, Problem{p.setting, fmt.Sprintf("%q differs from the provider's %q, and a link that keeps the "+
+			"provider's identity may move it only where the provider's POLICY_OVERRIDES allows %s overrides (with "+
+			"ACCESS_RULES set, none are allowed unless listed there); unset it, give the link an identity of its own, "+
+			"or ask the operator to allow it", p.value, p.def, p.property)})
+	}
+	return problems
 }
 
 // checkSameServer refuses a base URL or CA other than the provider's.

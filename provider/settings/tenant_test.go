@@ -150,3 +150,47 @@ func TestLoadTenantClientSecretAlias(t *testing.T) {
 		})
 	}
 }
+
+// A link that keeps the provider's identity sets its application's defaults, which policy overrides are checked
+// against: it may move the provider's identity only as far as POLICY_OVERRIDES lets a policy move it. A link with an
+// identity of its own may read wherever that identity can.
+func TestLoadTenantKeptIdentityMovesOnlyWherePolicyOverridesAllow(t *testing.T) {
+	place := map[string]string{"INFISICAL_PROJECT_ID": "other-project", "INFISICAL_ENVIRONMENT": "staging",
+		"INFISICAL_SECRET_PATH": "/other"}
+	tests := []struct {
+		name     string
+		provider map[string]string
+		link     map[string]string
+		refused  []string
+	}{
+		{name: "unset POLICY_OVERRIDES without ACCESS_RULES allows every move", provider: minimal(), link: place},
+		{name: "ACCESS_RULES allow only the folder", provider: with(minimal(), "ACCESS_RULES", `[{"key":"/*"}]`),
+			link: place, refused: []string{"INFISICAL_ENVIRONMENT", "INFISICAL_PROJECT_ID"}},
+		{name: "POLICY_OVERRIDES=none", provider: with(minimal(), "POLICY_OVERRIDES", "none"),
+			link: place, refused: []string{"INFISICAL_ENVIRONMENT", "INFISICAL_PROJECT_ID", "INFISICAL_SECRET_PATH"}},
+		{name: "POLICY_OVERRIDES=environment", provider: with(minimal(), "POLICY_OVERRIDES", "environment"),
+			link: place, refused: []string{"INFISICAL_PROJECT_ID", "INFISICAL_SECRET_PATH"}},
+		{name: "the provider's own values move nothing", provider: with(minimal(), "POLICY_OVERRIDES", "none"),
+			link: map[string]string{"INFISICAL_PROJECT_ID": "proj-1", "INFISICAL_ENVIRONMENT": "prod", "INFISICAL_SECRET_PATH": "/./"}},
+		{name: "an identity of its own", provider: with(minimal(), "POLICY_OVERRIDES", "none"),
+			link: with(place, "INFISICAL_CLIENT_ID", "c", "INFISICAL_CLIENT_SECRET", "s")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := LoadTenant(Maps(tt.link, nil), load(t, tt.provider))
+			var names []string
+			if err != nil {
+				for _, p := range problemsOf(t, err) {
+					names = append(names, p.Setting)
+					if !strings.Contains(p.Message, "POLICY_OVERRIDES") {
+						t.Errorf("%s: %q does not say what would allow it", p.Setting, p.Message)
+					}
+				}
+			}
+			slices.Sort(names)
+			if !slices.Equal(names, tt.refused) {
+				t.Fatalf("refused %v; want %v (%v)", names, tt.refused, err)
+			}
+		})
+	}
+}

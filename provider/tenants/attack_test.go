@@ -88,9 +88,11 @@ func TestAttack_NormalizedNameCollisionTakesOverAnotherApplication(t *testing.T)
 	})
 
 	t.Run("victim with its own tenant link", func(t *testing.T) {
+		// A link's source names only the application key "shop_x": a link without APPLICATION serves exactly the
+		// application named "shop_x", so the victim's link names its application exactly.
 		victimLink := Link{ID: "shop_x-api/default", Source: "shop_x-api", // component "api" of wadm app "shop-x"
 			Config: map[string]string{"INFISICAL_BASE_URL": legit.URL, "INFISICAL_PROJECT_ID": "victim-project",
-				"INFISICAL_CLIENT_ID": "victim-client"},
+				"INFISICAL_CLIENT_ID": "victim-client", "APPLICATION": "shop-x"},
 			Secrets: map[string]string{"INFISICAL_CLIENT_SECRET": "victim-secret"}}
 		if err := reg.Put(victimLink); err != nil {
 			t.Fatal(err)
