@@ -38,10 +38,10 @@ type Chart struct {
 
 // Layout, in SVG user units (pixels).
 const (
-	width      = 820
+	width      = 900
 	height     = 440
 	plotLeft   = 80
-	plotRight  = 560 // the legend is to the right of the plot
+	plotRight  = 580 // the legend is to the right of the plot
 	plotTop    = 70
 	plotBottom = 370
 	legendLeft = plotRight + 20
