@@ -9,7 +9,7 @@ LDFLAGS    := -s -w -X github.com/infisical-secrets-provider/infisical-secrets-p
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME   ?= 10s
 
-.PHONY: all build test lint demo par push image bench fuzz docs clean test-wasmcloud wasmcloud-tools wasmcloud-deps
+.PHONY: all build test lint demo par push image bench charts fuzz docs clean test-wasmcloud wasmcloud-tools wasmcloud-deps
 
 all: build
 
@@ -80,6 +80,12 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./provider/...
 	$(GO) run ./provider/internal/cmd/load
 	$(GO) run ./provider/internal/cmd/load -storm
+
+## charts: the load tool's client levels and deployment storm as SVG charts in docs/performance (under a minute on 2
+## cores; shorter with e.g. CHARTS_FLAGS='-duration 1s -storm-hosts 4')
+CHARTS_FLAGS ?=
+charts:
+	$(GO) run ./provider/internal/cmd/load -charts docs/performance -build=false $(CHARTS_FLAGS)
 
 ## docs: regenerate the settings table in README.md from the code
 docs:

@@ -61,6 +61,7 @@ type Status struct {
 type Metric struct {
 	Name, Unit, Description string
 	Kind                    string // "sum", "gauge", "histogram", "exponential_histogram" or "summary"
+	Monotonic               bool   // a sum that only grows (a counter); Prometheus names it with _total
 	Points                  []Point
 	ResourceAttributes      map[string]string
 }
@@ -421,7 +422,7 @@ func flattenMetric(m *metricpb.Metric, res map[string]string) Metric {
 	}
 	switch d := m.GetData().(type) {
 	case *metricpb.Metric_Sum:
-		out.Kind = "sum"
+		out.Kind, out.Monotonic = "sum", d.Sum.GetIsMonotonic()
 		for _, p := range d.Sum.GetDataPoints() {
 			out.Points = append(out.Points, number(p))
 		}

@@ -133,7 +133,7 @@ func TestReceivesMetrics(t *testing.T) {
 	for _, got := range r.Metrics() {
 		switch got.Name {
 		case "requests":
-			if got.Kind != "sum" || len(got.Points) != 1 || got.Points[0].Value != 3 || got.Points[0].Attributes["outcome"] != "point-attr" {
+			if got.Kind != "sum" || !got.Monotonic || len(got.Points) != 1 || got.Points[0].Value != 3 || got.Points[0].Attributes["outcome"] != "point-attr" {
 				t.Errorf("requests = %+v", got)
 			}
 		case "latency":

@@ -6,7 +6,8 @@
 //
 // With -storm it measures a deployment storm instead: hosts × components × secrets in folders, several replicas,
 // Infisical rate-limited like its free plan, on a cold cache and then a warm one, with folder prefetch and the
-// shared cache off (the behaviour before them) and on. It is not part of the shipped binary; `make bench` runs both.
+// shared cache off (the behaviour before them) and on. With -charts DIR it runs both and also draws them as SVG charts
+// in DIR (`make charts` writes docs/performance). It is not part of the shipped binary; `make bench` runs both.
 package main
 
 import (
@@ -44,6 +45,7 @@ func load() int {
 	build := flag.Bool("build", true, "build the release binary to report its size")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	storm := flag.Bool("storm", false, "measure a deployment storm instead (see the -storm-* flags)")
+	charts := flag.String("charts", "", "run the client levels and the storm, and draw both as SVG charts in this directory")
 	var sc rig.StormConfig
 	flag.IntVar(&sc.Hosts, "storm-hosts", 10, "storm: hosts")
 	flag.IntVar(&sc.Components, "storm-components", 20, "storm: components started on every host")
@@ -52,8 +54,8 @@ func load() int {
 	flag.IntVar(&sc.Replicas, "storm-replicas", 3, "storm: backend replicas")
 	flag.IntVar(&sc.RateLimit, "storm-rate", 120, "storm: Infisical's secret requests per minute (free plan 120, Pro 300; 0 = none)")
 	flag.Parse()
-	if *storm {
-		if err := runStorm(os.Stdout, sc); err != nil {
+	if *storm && *charts == "" {
+		if _, err := runStorm(os.Stdout, sc); err != nil {
 			fmt.Fprintf(os.Stderr, "load: %v\n", err)
 			return 1
 		}
@@ -75,9 +77,21 @@ func load() int {
 		}
 		defer stop()
 	}
-	if err := run(os.Stdout, levels, *duration, *rounds, *warmup, *build); err != nil {
+	measured, err := run(os.Stdout, levels, *duration, *rounds, *warmup, *build)
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "load: %v\n", err)
 		return 1
+	}
+	if *charts != "" {
+		fmt.Println()
+		storms, err := runStorm(os.Stdout, sc)
+		if err == nil {
+			err = writeCharts(*charts, measured, storms, sc)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "load: %v\n", err)
+			return 1
+		}
 	}
 	return 0
 }
@@ -137,23 +151,29 @@ func (r *result) percentile(p float64) time.Duration {
 	return r.latencies[int(math.Round(p*float64(len(r.latencies)-1)))]
 }
 
-func run(out io.Writer, levels []int, duration time.Duration, rounds, warmup int, build bool) error {
+// level is what one concurrency level measured.
+type level struct {
+	clients           int
+	backend, baseline result
+}
+
+func run(out io.Writer, levels []int, duration time.Duration, rounds, warmup int, build bool) ([]level, error) {
 	r, err := rig.Start(io.Discard)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer r.Close()
 
 	pool := make([]*rig.Client, slices.Max(levels))
 	for i := range pool {
 		if pool[i], err = r.NewClient(); err != nil {
-			return err
+			return nil, err
 		}
 		defer pool[i].Close()
 	}
 	for _, target := range []string{rig.Backend, rig.Baseline} {
 		if res := measure(pool[:1], target, 0, warmup); res.errors > 0 {
-			return fmt.Errorf("warm-up of %s: %d errors, first: %w", target, res.errors, res.firstErr)
+			return nil, fmt.Errorf("warm-up of %s: %d errors, first: %w", target, res.errors, res.firstErr)
 		}
 	}
 
@@ -162,6 +182,7 @@ func run(out io.Writer, levels []int, duration time.Duration, rounds, warmup int
 	fmt.Fprintln(out, "| clients | backend req/s | baseline req/s | ratio | backend p50 | backend p99 | baseline p50 | baseline p99 |")
 	fmt.Fprintln(out, "|--:|--:|--:|--:|--:|--:|--:|--:|")
 	logRatios, failed := 0.0, 0
+	var measured []level
 	for _, n := range levels {
 		var backend, baseline result
 		for range rounds {
@@ -175,6 +196,7 @@ func run(out io.Writer, levels []int, duration time.Duration, rounds, warmup int
 				fmt.Fprintf(os.Stderr, "load: %d clients: %d errors, first: %v\n", n, res.errors, res.firstErr)
 			}
 		}
+		measured = append(measured, level{clients: n, backend: backend, baseline: baseline})
 		ratio := backend.rate() / baseline.rate()
 		logRatios += math.Log(ratio)
 		fmt.Fprintf(out, "| %d | %.0f | %.0f | %.2f | %s | %s | %s | %s |\n", n, backend.rate(), baseline.rate(), ratio,
@@ -191,9 +213,9 @@ func run(out io.Writer, levels []int, duration time.Duration, rounds, warmup int
 		fmt.Fprintf(out, "binary size (CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'): %s\n", binarySize())
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d gets failed", failed)
+		return nil, fmt.Errorf("%d gets failed", failed)
 	}
-	return nil
+	return measured, nil
 }
 
 // measure runs one goroutine per client against target until d has passed (or, with d == 0, n gets in all).
@@ -243,8 +265,14 @@ func measure(clients []*rig.Client, target string, d time.Duration, n int) resul
 	return total
 }
 
+// stormRun is the storm with one combination of prefetch and sharing.
+type stormRun struct {
+	prefetch, shared bool
+	cold, warm       rig.StormPass
+}
+
 // runStorm runs the storm with each combination of prefetch and sharing and prints one table row for each.
-func runStorm(out io.Writer, sc rig.StormConfig) error {
+func runStorm(out io.Writer, sc rig.StormConfig) ([]stormRun, error) {
 	limit := "no rate limit"
 	if sc.RateLimit > 0 {
 		limit = fmt.Sprintf("Infisical limited to %d secret requests a minute", sc.RateLimit)
@@ -256,12 +284,14 @@ func runStorm(out io.Writer, sc rig.StormConfig) error {
 	fmt.Fprintln(out, "| prefetch | shared cache | Infisical calls (lists + gets) | 429s | failed gets (cold + warm) | cold p50 | cold p99 | warm p50 | warm p99 | warm calls |")
 	fmt.Fprintln(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 	onOff := map[bool]string{false: "off", true: "on"}
+	var runs []stormRun
 	for _, mode := range []struct{ prefetch, shared bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
 		sc.Prefetch, sc.Shared = mode.prefetch, mode.shared
 		cold, warm, err := rig.Storm(sc)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		runs = append(runs, stormRun{prefetch: mode.prefetch, shared: mode.shared, cold: cold, warm: warm})
 		fmt.Fprintf(out, "| %s | %s | %d + %d | %d | %d | %s | %s | %s | %s | %d |\n", onOff[mode.prefetch], onOff[mode.shared],
 			cold.Lists, cold.Reads, cold.RateLimited, cold.Failed+warm.Failed, ms(cold.Percentile(0.5)), ms(cold.Percentile(0.99)),
 			ms(warm.Percentile(0.5)), ms(warm.Percentile(0.99)), warm.Lists+warm.Reads)
@@ -271,7 +301,7 @@ func runStorm(out io.Writer, sc rig.StormConfig) error {
 	}
 	fmt.Fprintf(out, "\nLatencies are of the gets that succeeded. Goal: at most %d Infisical calls for the whole fleet (one per "+
 		"folder), no 429, no slower warm p99.\n", sc.Folders)
-	return nil
+	return runs, nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
