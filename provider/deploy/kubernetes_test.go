@@ -217,8 +217,11 @@ func TestKubernetesManifests(t *testing.T) {
 			secretRefs[ref.Name] = append(secretRefs[ref.Name], ref.Key)
 			continue
 		}
-		if _, ok := specs[e.Name]; !ok && e.Name != "GOMEMLIMIT" {
-			t.Errorf("env %s is neither a setting nor GOMEMLIMIT", e.Name)
+		// Besides settings: the Go runtime's memory limit, and each replica's own OpenTelemetry instance id (so
+		// replicas' metric series do not collide), made from the pod's name.
+		runtimeEnv := map[string]bool{"GOMEMLIMIT": true, "POD_NAME": true, "OTEL_RESOURCE_ATTRIBUTES": true}
+		if _, ok := specs[e.Name]; !ok && !runtimeEnv[e.Name] {
+			t.Errorf("env %s is neither a setting nor one of %v", e.Name, runtimeEnv)
 		}
 		if _, dup := cm.Data[e.Name]; dup {
 			t.Errorf("env %s is also in the ConfigMap; env wins, which hides the ConfigMap's value", e.Name)
