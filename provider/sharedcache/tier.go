@@ -1,6 +1,6 @@
 // Package sharedcache is the cache tier that replicas share: a JetStream KV bucket of sealed entries, so that one
 // replica's Infisical read serves the whole fleet, and a replica that restarts during an Infisical outage still
-// finds what any replica read before.
+// finds what any replica read within CACHE_TTL (the caller's maxAge: the backend never serves a shared entry stale).
 //
 // Everything in the bucket is sealed with a key derived from SERVER_XKEY_SEED (which every replica already shares)
 // and bound to its cache key, with the time it was read from Infisical sealed inside: anyone on the NATS account may
@@ -157,7 +157,7 @@ func (t *Tier) bind(ctx context.Context) error {
 			History:     1,
 			Storage:     jetstream.MemoryStorage, // nothing of it on disk, even sealed
 			MaxBytes:    MaxBucketBytes,
-			// Lets each entry carry its own TTL (CACHE_TTL + STALE_IF_ERROR of the replica that wrote it).
+			// Lets each entry carry its own TTL (CACHE_TTL of the replica that wrote it).
 			LimitMarkerTTL: time.Minute,
 		}
 		kv, err = t.js.CreateKeyValue(ctx, cfg)
