@@ -361,6 +361,9 @@ func (b *Backend) fetchFolder(c *caches, lister Lister, fk folderKey, maxAge tim
 			})
 			return nil, err
 		default:
+			if err := checkListing(fk.folder, l); err != nil {
+				return nil, err
+			}
 			f = newFolder(l, now)
 		}
 		c.shared.Put(ctx, skey, encodeFolder(f), now, c.sharedMaxAge)
