@@ -550,7 +550,7 @@ func (t *Tier) judgeLease(ctx context.Context, key []byte, lease string, wait ti
 	default:
 		return honour, m.Sequence, nil
 	}
-	t.rejectAs(ctx, "lease not waited for, and removed", why)
+	t.rejectAs(ctx, "lease not waited for", why)
 	return 0, m.Sequence, nil
 }
 
