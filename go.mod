@@ -3,6 +3,7 @@ module github.com/infisical-secrets-provider/infisical-secrets-provider
 go 1.26.8
 
 require (
+	github.com/go-resty/resty/v2 v2.13.1
 	github.com/google/go-containerregistry v0.22.1
 	github.com/infisical/go-sdk v0.8.0
 	github.com/nats-io/jwt/v2 v2.8.3
@@ -55,7 +56,6 @@ require (
 	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
-	github.com/go-resty/resty/v2 v2.13.1 // indirect
 	github.com/gofrs/flock v0.8.1 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/s2a-go v0.1.9 // indirect

@@ -20,11 +20,13 @@ import (
 //     exactly (an explicit version, a value the listing could not give, or everything when CACHE_PREFETCH=false),
 //     and "not found" answers for CACHE_NOT_FOUND_TTL;
 //  2. the shared tier (JetStream KV, sealed), which other replicas filled, with a claim so that a cold fleet sends
-//     one call per folder rather than one per replica;
+//     one call per folder rather than one per replica; its entries are used only within CACHE_TTL of their sealed
+//     fetch time, never as a stale fallback (anyone who may write the bucket can put back an entry a replica deleted
+//     after a final answer);
 //  3. Infisical, a folder at a time, revalidating an expired listing with its ETag (a 304 renews it as it is).
 //
 // Concurrent requests for one folder or key share one fetch (the cache coalesces), and a failing Infisical is
-// answered from what tiers 1 and 2 still hold within STALE_IF_ERROR, unless Infisical's answer was final.
+// answered from what tier 1 still holds within STALE_IF_ERROR, unless Infisical's answer was final.
 
 // Lister is what prefetch needs from an Upstream: one call for a whole folder. Upstreams without it read key by key.
 type Lister interface {
@@ -183,7 +185,7 @@ type caches struct {
 	notFoundTTL  time.Duration
 	claimWait    time.Duration // how long to wait for another replica's fetch of the same entry
 	now          func() time.Time
-	sharedMaxAge time.Duration // how old a shared entry may be to serve at all (stale included)
+	sharedMaxAge time.Duration // how old a shared entry may be to serve at all: CACHE_TTL, never stale
 }
 
 func newCaches(s *settings.Settings, now func() time.Time, shared *sharedcache.Tier) *caches {
@@ -215,7 +217,7 @@ func newCaches(s *settings.Settings, now func() time.Time, shared *sharedcache.T
 		notFoundTTL:  notFound,
 		claimWait:    min(s.UpstreamTimeout, 3*time.Second),
 		now:          now,
-		sharedMaxAge: s.CacheTTL + s.StaleIfError,
+		sharedMaxAge: s.CacheTTL,
 	}
 }
 
@@ -359,6 +361,9 @@ func (b *Backend) fetchFolder(c *caches, lister Lister, fk folderKey, maxAge tim
 			})
 			return nil, err
 		default:
+			if err := checkListing(fk.folder, l); err != nil {
+				return nil, err
+			}
 			f = newFolder(l, now)
 		}
 		c.shared.Put(ctx, skey, encodeFolder(f), now, c.sharedMaxAge)
@@ -366,7 +371,7 @@ func (b *Backend) fetchFolder(c *caches, lister Lister, fk folderKey, maxAge tim
 	}
 }
 
-// sharedFolder returns the folder another replica stored, if it is within STALE_IF_ERROR of its TTL.
+// sharedFolder returns the folder another replica stored, if it was listed less than CACHE_TTL ago.
 func (b *Backend) sharedFolder(ctx context.Context, c *caches, skey []byte) *folder {
 	e, ok := c.shared.Get(ctx, skey, c.sharedMaxAge)
 	if !ok {
@@ -465,12 +470,7 @@ func (b *Backend) exact(ctx context.Context, c *caches, id *identity, key cacheK
 		prev, _, hadPrev := c.secrets.Latest(key)
 		if e, ok := c.shared.Get(fctx, skey, c.sharedMaxAge); ok {
 			if r, err := decodeRead(e); err == nil {
-				if c.now().Sub(r.at) < c.ttl {
-					return r, nil
-				}
-				if !hadPrev || r.at.After(prev.at) {
-					prev, hadPrev = r, true
-				}
+				return r, nil
 			}
 		}
 		e, filled, release := c.shared.Claim(fctx, skey, c.ttl, c.claimWait)

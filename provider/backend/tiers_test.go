@@ -346,7 +346,7 @@ func xkeySeed(t *testing.T) string {
 }
 
 // One replica's read serves the fleet; a replica started during an Infisical outage serves what another read
-// before, within STALE_IF_ERROR; a replica with another seed finds nothing it can open.
+// within CACHE_TTL (never older); a replica with another seed finds nothing it can open.
 func TestSharedCacheServesEveryReplica(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
 	fake, clk, seed := tierFake(t), newTestClock(), xkeySeed(t)
@@ -364,11 +364,20 @@ func TestSharedCacheServesEveryReplica(t *testing.T) {
 	b.mustGet(t, "/billing/KEY", "billing-key")
 	wantCalls(t, fake, calls{lists: 1, reads: 1})
 
-	clk.Advance(5 * time.Minute)
+	// During an outage, a replica started since is served what another read less than CACHE_TTL ago, and nothing
+	// older: anyone who may write the bucket can put back an entry that a replica deleted after a final answer, so
+	// the shared tier is never a stale fallback. Each replica's own memory is.
+	clk.Advance(20 * time.Second)
 	fake.Down(true)
 	t.Cleanup(func() { fake.Down(false) })
 	restarted := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
 	restarted.mustGet(t, "/shop/C", "shop-c")
+	clk.Advance(5 * time.Minute)
+	restarted.mustGet(t, "/shop/C", "shop-c") // stale, from its memory
+	late := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
+	late.wantKind(t, "/shop/C", secrets.KindUpstreamError)
+	lateExact := newReplica(t, fake, clk, sharedTier(t, url, seed, clk), "CACHE_PREFETCH", "false")
+	lateExact.wantKind(t, "/billing/KEY", secrets.KindUpstreamError)
 
 	fake.Down(false)
 	stranger := newReplica(t, fake, clk, sharedTier(t, url, xkeySeed(t), clk))

@@ -71,6 +71,33 @@ func NewClient(s settings.Infisical, upstreamTimeout time.Duration, log *slog.Lo
 	return infisical.New(cfg)
 }
 
+// Bounds on one folder's listing, which the memory tier keeps whole (up to 1 000 listings) and the shared tier
+// seals whole: a tenant's INFISICAL_BASE_URL may be its own server, and answer with anything the transport lets
+// through (infisical.MaxResponseBytes).
+const (
+	maxListedSecrets = 10_000
+	maxListingBytes  = infisical.MaxResponseBytes
+)
+
+// checkListing refuses a listing over the bounds, with an error that says how to read such a folder.
+func checkListing(folder string, l infisical.Listing) error {
+	n := len(l.Secrets) + len(l.Unsure)
+	size := 0
+	for name, s := range l.Secrets {
+		size += len(name) + len(s.Value) + len(s.Path) + len(s.Environment)
+	}
+	for name := range l.Unsure {
+		size += len(name)
+	}
+	if n <= maxListedSecrets && size <= maxListingBytes {
+		return nil
+	}
+	return &infisical.Error{Kind: infisical.KindUnavailable, Message: fmt.Sprintf(
+		"folder %q lists %d secrets (%d KiB), more than the %d secrets or %d MiB the provider caches per folder; "+
+			"set CACHE_PREFETCH=false to read its secrets one at a time, or split the folder",
+		folder, n, size>>10, maxListedSecrets, maxListingBytes>>20)}
+}
+
 // IdentityID names the credentials and the server they are used with, without holding either secret: cache entries
 // of one identity are never served to another.
 func IdentityID(s settings.Infisical) string {

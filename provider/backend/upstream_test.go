@@ -5,11 +5,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 )
 
@@ -172,5 +175,38 @@ func TestDialReadsTheCACertPath(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A folder too large to cache whole is refused with an error that says how to read it; read one secret at a time,
+// it is served.
+func TestOversizedListingIsRefusedClearly(t *testing.T) {
+	fake, clk := tierFake(t), newTestClock()
+	for i := range maxListedSecrets + 1 {
+		fake.SetSecret(testProject, "prod", "/big", "K"+strconv.Itoa(i), "v")
+	}
+	r := newReplica(t, fake, clk, nil)
+	msg := r.wantKind(t, "/big/K1", secrets.KindUpstreamError)
+	for _, want := range []string{`folder "/big" lists 10001 secrets`, "CACHE_PREFETCH=false"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q does not say %q", msg, want)
+		}
+	}
+	newReplica(t, fake, clk, nil, "CACHE_PREFETCH", "false").mustGet(t, "/big/K1", "v")
+}
+
+func TestCheckListingBoundsBytes(t *testing.T) {
+	big := infisical.Listing{Secrets: map[string]infisical.Secret{
+		"A": {Name: "A", Value: strings.Repeat("x", maxListingBytes), Path: "/", Environment: "prod"},
+	}}
+	if err := checkListing("/f", big); err == nil || !strings.Contains(err.Error(), "4 MiB") {
+		t.Fatalf("a listing over %d bytes: %v", maxListingBytes, err)
+	}
+	if infisical.IsFinal(checkListing("/f", big)) {
+		t.Fatal("an oversized listing is final: it would drop cached values")
+	}
+	small := infisical.Listing{Secrets: map[string]infisical.Secret{"A": {Name: "A", Value: "x"}}}
+	if err := checkListing("/f", small); err != nil {
+		t.Fatalf("a small listing: %v", err)
 	}
 }

@@ -1,7 +1,8 @@
 // Package infisical reads secrets from Infisical through the official go-sdk, and owns everything the SDK leaves
-// to its caller: deadlines (the SDK takes no context), a bound on calls in flight, retries of 5xx, network errors
-// and 429, the token lifecycle (lazy login, refresh before expiry, one re-login when a token is refused), login
-// back-off that respects the Universal Auth lockout, and error values that say what failed.
+// to its caller: deadlines (the SDK takes no context), an HTTP transport that bounds every exchange and answer (the
+// SDK's own has no timeout and reads any body whole; see transport.go), a bound on calls in flight, retries of 5xx,
+// network errors and 429, the token lifecycle (lazy login, refresh before expiry, one re-login when a token is
+// refused), login back-off that respects the Universal Auth lockout, and error values that say what failed.
 //
 // The SDK shares unsynchronised token state between logins and requests, so a Client never logs in on the SDK
 // client that serves reads: every login uses a fresh SDK client, and each access token gets its own read-only SDK
@@ -10,12 +11,12 @@ package infisical
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"runtime"
 	"runtime/debug"
@@ -129,6 +130,10 @@ type Client struct {
 
 	limits *RateLimits
 	tel    instruments
+
+	// transport carries every SDK client's requests (bounded, see transport.go); idle is its connection pool.
+	transport http.RoundTripper
+	idle      *http.Transport
 }
 
 // New checks cfg and returns a Client. It does not contact Infisical: the first GetSecret (or Login) logs in.
@@ -140,11 +145,12 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.CACert != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(cfg.CACert)) {
-		return nil, errors.New("INFISICAL_CA_CERT (or the file INFISICAL_CA_CERT_PATH names) holds no PEM certificate")
-	}
 	if cfg.UpstreamTimeout <= 0 {
 		cfg.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	idle, transport, err := newTransport(cfg.CACert, cfg.UpstreamTimeout)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
@@ -176,9 +182,19 @@ func New(cfg Config) (*Client, error) {
 		cancel:  cancel,
 		limits:  cfg.RateLimits,
 		tel:     newInstruments(),
+
+		transport: transport,
+		idle:      idle,
+	}
+	// Every login and session makes an SDK client the same way: one that cannot be bounded fails here, not later.
+	probe, err := c.newSDK()
+	if err != nil {
+		cancel()
+		return nil, err
 	}
 	if c.static {
-		c.current.Store(c.newSession(cfg.Auth.AccessToken, 0))
+		probe.Auth().SetAccessToken(cfg.Auth.AccessToken)
+		c.current.Store(&session{client: probe})
 	}
 	return c, nil
 }
@@ -195,11 +211,12 @@ func checkBaseURL(raw string) (string, error) {
 }
 
 // newSDK returns an SDK client that does only what it is told: no background refresh, no cache, no retries of its
-// own (its default retries transport errors for ~15s, out of reach of our deadlines) and no logs.
-func (c *Client) newSDK() sdk.InfisicalClientInterface {
-	return sdk.NewInfisicalClient(c.ctx, sdk.Config{
+// own (its default retries transport errors for ~15s, out of reach of our deadlines) and no logs. Its requests go
+// through c.transport (which also holds the CA of INFISICAL_CA_CERT), each exchange ended UpstreamTimeout +
+// lateGrace after it started, whether or not anyone still waits for it.
+func (c *Client) newSDK() (sdk.InfisicalClientInterface, error) {
+	client := sdk.NewInfisicalClient(c.ctx, sdk.Config{
 		SiteUrl:          c.baseURL,
-		CaCertificate:    c.cfg.CACert,
 		AutoTokenRefresh: sdk.BoolPtr(false),
 		SilentMode:       true,
 		LogWriter:        io.Discard,
@@ -207,17 +224,24 @@ func (c *Client) newSDK() sdk.InfisicalClientInterface {
 			ExponentialBackoff: &sdk.ExponentialBackoffStrategy{MaxRetries: 0}, // resty: retry count 0 = one attempt
 		},
 	})
+	if err := useTransport(client, c.transport, c.cfg.UpstreamTimeout+lateGrace); err != nil {
+		return nil, err
+	}
+	return client, nil
 }
 
-func (c *Client) newSession(token string, ttl time.Duration) *session {
-	client := c.newSDK()
+func (c *Client) newSession(token string, ttl time.Duration) (*session, error) {
+	client, err := c.newSDK()
+	if err != nil {
+		return nil, err
+	}
 	client.Auth().SetAccessToken(token)
 	s := &session{client: client}
 	if ttl > 0 {
 		// Stop using a token shortly before Infisical would refuse it, so no read races its expiry.
 		s.expiresAt = time.Now().Add(ttl - min(5*time.Second, ttl/10))
 	}
-	return s
+	return s, nil
 }
 
 // Login logs in now unless a usable token is at hand; it returns the login error, or the last one while logins
@@ -238,7 +262,7 @@ func (c *Client) Healthy() error {
 }
 
 // Close stops the background refresh. Calls already abandoned after a timeout may still be running in the SDK;
-// they end when their connection does.
+// the transport ends them UpstreamTimeout + lateGrace after they started.
 // Retire stops the background token refresh of a client that another one replaces, while reads already running on
 // it finish; Close it once they have. A retired client never logs in on its own, so a rotated credential is not
 // tried again behind the new client's back.
@@ -253,6 +277,7 @@ func (c *Client) Retire() {
 
 func (c *Client) Close() {
 	c.cancel()
+	c.idle.CloseIdleConnections()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.timer != nil {
@@ -320,7 +345,12 @@ func (c *Client) loginOnce(parent trace.SpanContext) (*session, error) {
 		trace.WithAttributes(attribute.String("infisical.auth_method", method)))
 	defer span.End()
 
-	client := c.newSDK()
+	client, err := c.newSDK()
+	if err != nil {
+		e := &Error{Kind: KindUnavailable, Message: err.Error(), Err: err}
+		c.record(ctx, span, routeLogin, e)
+		return nil, e
+	}
 	cred, err := call(c, ctx, routeLogin, func() (sdk.MachineIdentityCredential, error) { return c.cfg.Auth.login(client) })
 	if err == nil && cred.AccessToken == "" {
 		err = &Error{Kind: KindAuth, Message: "Infisical answered the login without an access token (is INFISICAL_BASE_URL the Infisical site?)"}
@@ -344,7 +374,12 @@ func (c *Client) loginOnce(parent trace.SpanContext) (*session, error) {
 	}
 	c.record(ctx, span, routeLogin, nil)
 	ttl := time.Duration(cred.ExpiresIn) * time.Second
-	s := c.newSession(cred.AccessToken, ttl)
+	s, err := c.newSession(cred.AccessToken, ttl)
+	if err != nil {
+		e := &Error{Kind: KindUnavailable, Message: err.Error(), Err: err}
+		c.record(ctx, span, routeLogin, e)
+		return nil, e
+	}
 	c.current.Store(s)
 	c.loginSucceeded(ttl)
 	c.log.Debug("logged in to Infisical", "auth_method", method, "expires_in", ttl)
@@ -572,9 +607,10 @@ type result[T any] struct {
 }
 
 // call runs fn, an SDK call that cannot be cancelled, in its own goroutine and waits for it until ctx ends or
-// UpstreamTimeout passes. During a 429's pause it sends nothing and returns the pause as an error at once. A call given up on keeps running, and keeps its in-flight slot, until the SDK returns
-// (its transport has no response timeout): so a hanging Infisical holds at most MaxInFlight goroutines, and
-// beyond that calls wait for a slot as long as their deadline allows.
+// UpstreamTimeout passes. During a 429's pause it sends nothing and returns the pause as an error at once. A call
+// given up on keeps running, and keeps its in-flight slot, until the SDK returns, which the transport bounds to
+// UpstreamTimeout + lateGrace and MaxResponseBytes: so a hanging or endless Infisical holds at most MaxInFlight
+// goroutines for that long, and beyond that calls wait for a slot as long as their deadline allows.
 func call[T any](c *Client, ctx context.Context, r route, fn func() (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {

@@ -178,6 +178,14 @@ func classify(err error, o op) error {
 	var re *sdk.RequestError
 	if errors.As(err, &re) {
 		msg := re.Error()
+		// The SDK keeps only the text of the transport's errors. These two are not retried: the same server would
+		// send the same answer again.
+		if strings.Contains(msg, errTooLarge.Error()) {
+			return &Error{Kind: KindUnavailable, Message: errTooLarge.Error(), Err: errTooLarge}
+		}
+		if strings.Contains(msg, errEncoded.Error()) {
+			return &Error{Kind: KindUnavailable, Message: errEncoded.Error() + " (is INFISICAL_BASE_URL the Infisical site?)", Err: errEncoded}
+		}
 		if strings.Contains(msg, "x509:") || strings.Contains(msg, "certificate") {
 			return &Error{Kind: KindTLS, Message: msg, Err: err}
 		}

@@ -66,6 +66,9 @@ func (c *Client) list(ctx context.Context, s *session, opts sdk.ListSecretsOptio
 	var err error
 	if callErr != nil {
 		err = classify(callErr, opRead)
+		if e, ok := asError(err); ok && errors.Is(e, errTooLarge) {
+			e.Message += "; a folder this large cannot be listed: set CACHE_PREFETCH=false to read its secrets one at a time"
+		}
 		var ae *sdk.APIError
 		if errors.As(callErr, &ae) {
 			span.SetAttributes(attribute.Int("http.response.status_code", ae.StatusCode))

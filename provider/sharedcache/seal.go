@@ -22,10 +22,15 @@ import (
 // with additional data "infisical-secrets-provider/shared-cache/v1" 0x00 name 0x00 key, where key is the entry's
 // full cache key and name its KV key. So an entry opens only under the cache key it was sealed for (one moved to
 // another key is rejected), only with the same seed, and its fetch time cannot be changed without the seed.
+//
+// A lease (a claim to fetch an entry) is sealed the same way with no data and its creation time in place of the
+// fetch time, under additional data "infisical-secrets-provider/shared-cache/lease/v1" 0x00 lease name 0x00 key: it
+// opens only as the lease of the entry it was made for, and neither a lease nor an entry opens as the other.
 const (
-	formatV1  byte = 0x01
-	adContext      = "infisical-secrets-provider/shared-cache/v1"
-	hkdfSalt       = "infisical-secrets-provider shared cache"
+	formatV1     byte = 0x01
+	adContext         = "infisical-secrets-provider/shared-cache/v1"
+	leaseContext      = "infisical-secrets-provider/shared-cache/lease/v1"
+	hkdfSalt          = "infisical-secrets-provider shared cache"
 )
 
 // ErrUnopenable is wrapped by Open's error for an entry that was not sealed by this seed for this key: sealed with
@@ -87,10 +92,9 @@ func (s *Sealer) name(kind string, key []byte) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-func (s *Sealer) additionalData(key []byte) []byte {
-	name := s.Name(key)
-	ad := make([]byte, 0, len(adContext)+len(name)+len(key)+2)
-	ad = append(ad, adContext...)
+func additionalData(context, name string, key []byte) []byte {
+	ad := make([]byte, 0, len(context)+len(name)+len(key)+2)
+	ad = append(ad, context...)
 	ad = append(ad, 0)
 	ad = append(ad, name...)
 	ad = append(ad, 0)
@@ -99,21 +103,46 @@ func (s *Sealer) additionalData(key []byte) []byte {
 
 // Seal encrypts data read from Infisical at fetchedAt for the cache key key.
 func (s *Sealer) Seal(key []byte, fetchedAt time.Time, data []byte) []byte {
-	plain := make([]byte, 8, 8+len(data))
-	binary.BigEndian.PutUint64(plain, uint64(fetchedAt.UnixNano()))
-	plain = append(plain, data...)
-	out := []byte{formatV1}
-	out = s.aead.Seal(out, nil, plain, s.additionalData(key))
-	clear(plain)
-	return out
+	return s.seal(additionalData(adContext, s.Name(key), key), fetchedAt, data)
 }
 
 // Open returns the data and fetch time of an entry sealed for key, or an error wrapping ErrUnopenable.
 func (s *Sealer) Open(key, sealed []byte) ([]byte, time.Time, error) {
+	return s.open(additionalData(adContext, s.Name(key), key), sealed)
+}
+
+// SealLease seals the lease on key's entry that a replica takes at createdAt.
+func (s *Sealer) SealLease(key []byte, createdAt time.Time) []byte {
+	return s.seal(additionalData(leaseContext, s.LeaseName(key), key), createdAt, nil)
+}
+
+// OpenLease returns the creation time of a lease sealed for key's entry, or an error wrapping ErrUnopenable.
+func (s *Sealer) OpenLease(key, sealed []byte) (time.Time, error) {
+	data, at, err := s.open(additionalData(leaseContext, s.LeaseName(key), key), sealed)
+	if err == nil && len(data) != 0 {
+		err = errors.Join(ErrUnopenable, errors.New("a lease holds no data"))
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return at, nil
+}
+
+func (s *Sealer) seal(ad []byte, at time.Time, data []byte) []byte {
+	plain := make([]byte, 8, 8+len(data))
+	binary.BigEndian.PutUint64(plain, uint64(at.UnixNano()))
+	plain = append(plain, data...)
+	out := []byte{formatV1}
+	out = s.aead.Seal(out, nil, plain, ad)
+	clear(plain)
+	return out
+}
+
+func (s *Sealer) open(ad, sealed []byte) ([]byte, time.Time, error) {
 	if len(sealed) < 1 || sealed[0] != formatV1 {
 		return nil, time.Time{}, errors.Join(ErrUnopenable, errors.New("unknown format"))
 	}
-	plain, err := s.aead.Open(nil, nil, sealed[1:], s.additionalData(key))
+	plain, err := s.aead.Open(nil, nil, sealed[1:], ad)
 	if err != nil || len(plain) < 8 {
 		return nil, time.Time{}, errors.Join(ErrUnopenable, errors.New("sealed with another key, for another entry, or altered"))
 	}

@@ -83,6 +83,32 @@ func TestTamperedEntriesAreRejected(t *testing.T) {
 	}
 }
 
+// A lease opens only as the lease of the entry it was made for, with its creation time; a lease never opens as an
+// entry (an empty listing) nor an entry as a lease.
+func TestLeasesAreBoundToTheirEntry(t *testing.T) {
+	s := mustSealer(t, curveSeed(t))
+	key, other := []byte("k\x00shop"), []byte("k\x00billing")
+	at := time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
+	lease := s.SealLease(key, at)
+	if got, err := s.OpenLease(key, lease); err != nil || !got.Equal(at) {
+		t.Fatalf("OpenLease = (%v, %v); want its creation time", got, err)
+	}
+	for name, open := range map[string]func() error{
+		"for another entry":   func() error { _, err := s.OpenLease(other, lease); return err },
+		"with another seed":   func() error { _, err := mustSealer(t, curveSeed(t)).OpenLease(key, lease); return err },
+		"a lease as an entry": func() error { _, _, err := s.Open(key, lease); return err },
+		"an entry as a lease": func() error { _, err := s.OpenLease(key, s.Seal(key, at, nil)); return err },
+		"an entry sealed for the lease name": func() error {
+			_, err := s.OpenLease(key, s.Seal([]byte(s.LeaseName(key)), at, nil)) // what older replicas wrote
+			return err
+		},
+	} {
+		if err := open(); !errors.Is(err, ErrUnopenable) {
+			t.Errorf("%s: %v; want ErrUnopenable", name, err)
+		}
+	}
+}
+
 // Names are keyed hashes: stable for one seed (every replica finds the entry), unrelated across seeds and kinds,
 // valid JetStream keys, and nothing of the cache key shows.
 func TestNames(t *testing.T) {

@@ -1,12 +1,14 @@
 // Package sharedcache is the cache tier that replicas share: a JetStream KV bucket of sealed entries, so that one
 // replica's Infisical read serves the whole fleet, and a replica that restarts during an Infisical outage still
-// finds what any replica read before.
+// finds what any replica read within CACHE_TTL (the caller's maxAge: the backend never serves a shared entry stale).
 //
 // Everything in the bucket is sealed with a key derived from SERVER_XKEY_SEED (which every replica already shares)
 // and bound to its cache key, with the time it was read from Infisical sealed inside: anyone on the NATS account may
 // read and write the bucket, but sees only keyed hashes and ciphertext, and an entry moved to another key, altered,
 // made up, or sealed with another seed does not open. A replayed old entry opens, but carries its old fetch time: it
-// is as old as it was, and a replica that has seen a newer one for the key rejects it.
+// is as old as it was, and a replica that has seen a newer one for the key rejects it. The leases that let one replica
+// fetch while the others wait are sealed to their entry with their creation time the same way: a lease that does not
+// open, never expires, or is older than a claim can be, is not waited for.
 //
 // The tier is an optimisation, never a dependency: every JetStream call is bounded by a short timeout, a failure is
 // a miss (the caller goes to Infisical), and after a failure the tier is skipped for a while so that a broken
@@ -17,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +42,9 @@ const (
 	MaxBucketBytes = 64 << 20
 	// maxClockSkew is how far in the future a sealed fetch time may be (another replica's clock) and still count.
 	maxClockSkew = time.Minute
+	// leaseSkew is how much older than the claim wait (or how far in the future, by another replica's clock) a lease
+	// may be and still be waited for.
+	leaseSkew = 5 * time.Second
 	// maxSeen bounds the per-key high-water marks kept to reject replays.
 	maxSeen = 100_000
 	// downBase and downCap bound how long the tier is skipped after JetStream failed.
@@ -72,8 +78,9 @@ type Tier struct {
 	res    metric.Int64Counter
 
 	kv     atomic.Pointer[jetstream.KeyValue]
-	ttlOK  atomic.Bool // the bucket allows per-entry TTLs
-	rebind atomic.Bool // a background bind is running
+	stream atomic.Pointer[jetstream.Stream] // the bucket's stream, to read a lease with its headers; set before kv
+	ttlOK  atomic.Bool                      // the bucket allows per-entry TTLs
+	rebind atomic.Bool                      // a background bind is running
 
 	mu         sync.Mutex
 	downUntil  time.Time
@@ -150,7 +157,7 @@ func (t *Tier) bind(ctx context.Context) error {
 			History:     1,
 			Storage:     jetstream.MemoryStorage, // nothing of it on disk, even sealed
 			MaxBytes:    MaxBucketBytes,
-			// Lets each entry carry its own TTL (CACHE_TTL + STALE_IF_ERROR of the replica that wrote it).
+			// Lets each entry carry its own TTL (CACHE_TTL of the replica that wrote it).
 			LimitMarkerTTL: time.Minute,
 		}
 		kv, err = t.js.CreateKeyValue(ctx, cfg)
@@ -165,13 +172,12 @@ func (t *Tier) bind(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := kv.Status(ctx)
+	st, err := t.js.Stream(ctx, "KV_"+t.cfg.Bucket)
 	if err != nil {
 		return err
 	}
-	if s, ok := st.(*jetstream.KeyValueBucketStatus); ok && s.StreamInfo() != nil {
-		t.ttlOK.Store(s.StreamInfo().Config.AllowMsgTTL)
-	}
+	t.ttlOK.Store(st.CachedInfo().Config.AllowMsgTTL)
+	t.stream.Store(&st)
 	t.kv.Store(&kv)
 	return nil
 }
@@ -319,8 +325,13 @@ func (t *Tier) note(name string, at time.Time) {
 	t.seen[name] = at
 }
 
-// reject counts and (at most once a minute) logs an entry that did not open or was a replay; never its content.
+// reject counts and (at most once a minute) logs an entry that did not open or was a replay, or a lease not waited
+// for; never its content.
 func (t *Tier) reject(ctx context.Context, why string) {
+	t.rejectAs(ctx, "entry rejected and not served", why)
+}
+
+func (t *Tier) rejectAs(ctx context.Context, what, why string) {
 	t.count(ctx, "rejected")
 	now := t.cfg.Now()
 	t.mu.Lock()
@@ -332,7 +343,7 @@ func (t *Tier) reject(ctx context.Context, why string) {
 	n := t.rejected
 	t.rejected, t.rejectedAt = 0, now
 	t.mu.Unlock()
-	t.log.Warn("shared cache entry rejected and not served: "+why+"; if it persists, check that every replica has the "+
+	t.log.Warn("shared cache "+what+": "+why+"; if it persists, check that every replica has the "+
 		"same SERVER_XKEY_SEED and who may write the bucket", "rejected", n)
 }
 
@@ -385,17 +396,22 @@ func (t *Tier) Delete(ctx context.Context, key []byte) {
 	t.count(ctx, "deleted")
 }
 
-func (t *Tier) purge(ctx context.Context, kv jetstream.KeyValue, name string) error {
+func (t *Tier) purge(ctx context.Context, kv jetstream.KeyValue, name string, opts ...jetstream.KVDeleteOpt) error {
 	if t.ttlOK.Load() {
-		return kv.Purge(ctx, name, jetstream.PurgeTTL(time.Minute)) // the marker goes too
+		opts = append(opts, jetstream.PurgeTTL(time.Minute)) // the marker goes too
 	}
-	return kv.Purge(ctx, name)
+	return kv.Purge(ctx, name, opts...)
 }
 
 // Claim lets one replica at a time fetch key from Infisical. When another replica is already fetching it, Claim
 // waits up to wait for that replica's entry and returns it (filled true). Otherwise the caller fetches and must call
 // release when done (after Put or Delete). Without per-entry TTLs (an abandoned claim would never expire) or while
 // JetStream fails, nobody waits: release is a no-op.
+//
+// The claim is a lease sealed for key with its creation time, stored with a TTL. A waiter honours only a lease that
+// opens for key, carries a TTL, and is younger than wait plus leaseSkew, and only until that age: anyone may write
+// the bucket, and a lease planted or replayed without the seed (or kept beyond its time) would otherwise stall every
+// miss on key. Such a lease is removed, and the claim taken once more.
 func (t *Tier) Claim(ctx context.Context, key []byte, maxAge, wait time.Duration) (e Entry, filled bool, release func()) {
 	noop := func() {}
 	kv := t.bucket()
@@ -403,61 +419,85 @@ func (t *Tier) Claim(ctx context.Context, key []byte, maxAge, wait time.Duration
 		return Entry{}, false, noop
 	}
 	lease := t.sealer.LeaseName(key)
-	octx, cancel := t.op(ctx)
-	_, err := kv.Create(octx, lease, t.sealer.Seal([]byte(lease), t.cfg.Now(), nil),
-		jetstream.KeyTTL(max(wait+time.Second, 2*time.Second).Round(time.Second)))
-	cancel()
-	switch {
-	case err == nil:
-		t.fine()
-		release := func() {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.OpTimeout)
-			defer cancel()
-			_ = t.purge(rctx, kv, lease) // if this fails, the claim's own TTL ends it
+	for range 2 {
+		octx, cancel := t.op(ctx)
+		rev, err := kv.Create(octx, lease, t.sealer.SealLease(key, t.cfg.Now()),
+			jetstream.KeyTTL(max(wait+time.Second, 2*time.Second).Round(time.Second)))
+		cancel()
+		switch {
+		case err == nil:
+			t.fine()
+			release := func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.OpTimeout)
+				defer cancel()
+				// This lease only (a lease taken since is another replica's); if this fails, its TTL ends it.
+				_ = t.purge(rctx, kv, lease, jetstream.LastRevision(rev))
+			}
+			// A replica that held the claim until a moment ago stored its entry before releasing it: look again,
+			// or the fleet would fetch once per replica that missed in that moment.
+			if e, ok := t.Get(ctx, key, maxAge); ok {
+				release()
+				t.count(ctx, "waited")
+				return e, true, noop
+			}
+			return Entry{}, false, release
+		case !errors.Is(err, jetstream.ErrKeyExists):
+			t.trouble(ctx, "claim", err)
+			return Entry{}, false, noop
 		}
-		// A replica that held the claim until a moment ago stored its entry before releasing it: look again, or
-		// the fleet would fetch once per replica that missed in that moment.
-		if e, ok := t.Get(ctx, key, maxAge); ok {
-			release()
+		t.fine()
+		e, filled, bogus := t.await(ctx, kv, key, lease, maxAge, wait)
+		if filled {
 			t.count(ctx, "waited")
 			return e, true, noop
 		}
-		return Entry{}, false, release
-	case !errors.Is(err, jetstream.ErrKeyExists):
-		t.trouble(ctx, "claim", err)
-		return Entry{}, false, noop
-	}
-	t.fine()
-	if e, ok := t.await(ctx, kv, key, lease, maxAge, wait); ok {
-		t.count(ctx, "waited")
-		return e, true, noop
+		if bogus == 0 {
+			return Entry{}, false, noop
+		}
+		// No replica holds that lease: remove exactly that revision (a lease taken since stays), then claim.
+		octx, cancel = t.op(ctx)
+		err = t.purge(octx, kv, lease, jetstream.LastRevision(bogus))
+		cancel()
+		if err != nil {
+			return Entry{}, false, noop // replaced since, or JetStream failing: fetch without a claim
+		}
 	}
 	return Entry{}, false, noop
 }
 
-// await waits for the replica that holds the claim to store key's entry, or to give the claim up.
-func (t *Tier) await(ctx context.Context, kv jetstream.KeyValue, key []byte, lease string, maxAge, wait time.Duration) (Entry, bool) {
+// await waits for the replica that holds key's lease to store key's entry, or to give the lease up. It returns the
+// lease's revision as bogus, without waiting, when that lease is none a replica can hold (see Claim).
+func (t *Tier) await(ctx context.Context, kv jetstream.KeyValue, key []byte, lease string, maxAge, wait time.Duration) (e Entry, filled bool, bogus uint64) {
 	name := t.sealer.Name(key)
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	w, err := kv.WatchFiltered(wctx, []string{name, lease}, jetstream.UpdatesOnly())
 	if err != nil {
-		return Entry{}, false
+		return Entry{}, false, 0
 	}
 	defer func() { _ = w.Stop() }()
 	// The entry may have landed before the watch started.
 	if e, ok := t.Get(ctx, key, maxAge); ok {
-		return e, true
+		return e, true, 0
 	}
-	if _, err := kv.Get(wctx, lease); errors.Is(err, jetstream.ErrKeyNotFound) {
+	honour, rev, err := t.judgeLease(wctx, key, lease, wait)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
 		// Released since: its holder stored the entry first, unless its fetch failed.
-		return t.Get(ctx, key, maxAge)
+		e, ok := t.Get(ctx, key, maxAge)
+		return e, ok, 0
+	case err != nil:
+		return Entry{}, false, 0
+	case honour <= 0:
+		return Entry{}, false, rev
 	}
+	wctx, cancel = context.WithTimeout(wctx, honour)
+	defer cancel()
 	for {
 		select {
 		case u, open := <-w.Updates():
 			if !open {
-				return Entry{}, false
+				return Entry{}, false, 0
 			}
 			if u == nil {
 				continue
@@ -465,16 +505,63 @@ func (t *Tier) await(ctx context.Context, kv jetstream.KeyValue, key []byte, lea
 			switch {
 			case u.Key() == name && u.Operation() == jetstream.KeyValuePut:
 				if e, ok := t.accept(ctx, key, name, u.Value(), maxAge); ok {
-					return e, true
+					return e, true, 0
 				}
 			case u.Key() == lease && u.Operation() != jetstream.KeyValuePut:
 				// Released: the other replica stored its entry (seen above, or in flight), or failed.
-				return t.Get(ctx, key, maxAge)
+				e, ok := t.Get(ctx, key, maxAge)
+				return e, ok, 0
 			}
 		case <-wctx.Done():
-			return Entry{}, false
+			return Entry{}, false, 0
 		}
 	}
+}
+
+// judgeLease reads key's lease and returns how long a waiter may honour it (0 or less: not at all, counted and
+// logged as rejected) and its revision. A lease is honoured only if it opens for key, carries a finite TTL (every
+// lease a replica takes does), and was created less than wait+leaseSkew ago, and only until then. The error wraps
+// jetstream.ErrMsgNotFound when there is no lease.
+func (t *Tier) judgeLease(ctx context.Context, key []byte, lease string, wait time.Duration) (time.Duration, uint64, error) {
+	st := t.stream.Load()
+	if st == nil {
+		return 0, 0, errors.New("shared cache bucket not bound")
+	}
+	m, err := (*st).GetLastMsgForSubject(ctx, "$KV."+t.cfg.Bucket+"."+lease)
+	if err != nil {
+		return 0, 0, err
+	}
+	if m.Header.Get("KV-Operation") != "" || m.Header.Get(jetstream.MarkerReasonHeader) != "" {
+		return 0, 0, jetstream.ErrMsgNotFound // a delete, purge or expiry marker: released
+	}
+	created, err := t.sealer.OpenLease(key, m.Data)
+	var why string
+	now := t.cfg.Now()
+	honour := min(wait, created.Add(wait+leaseSkew).Sub(now))
+	switch {
+	case err != nil:
+		why = "it does not open (planted, moved from another key, or sealed with another SERVER_XKEY_SEED)"
+	case !finiteTTL(m.Header.Get(jetstream.MsgTTLHeader)):
+		why = "it never expires (planted or replayed without a TTL)"
+	case created.After(now.Add(leaseSkew)):
+		why = "its creation time is in the future"
+	case honour <= 0:
+		why = "it is older than any claim (kept or replayed beyond its time)"
+	default:
+		return honour, m.Sequence, nil
+	}
+	t.rejectAs(ctx, "lease not waited for", why)
+	return 0, m.Sequence, nil
+}
+
+// finiteTTL reports whether a Nats-TTL header value makes the message expire, as the server reads it: a duration
+// of at least a second, or a whole number of seconds; not "never", and not absent.
+func finiteTTL(v string) bool {
+	if d, err := time.ParseDuration(v); err == nil {
+		return d >= time.Second
+	}
+	n, err := strconv.ParseUint(v, 10, 63)
+	return err == nil && n > 0
 }
 
 func (t *Tier) count(ctx context.Context, result string) {

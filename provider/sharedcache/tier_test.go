@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
@@ -329,6 +330,87 @@ func TestClaimLetsOneReplicaFetch(t *testing.T) {
 	}
 	if ctx.Err() != nil {
 		t.Fatal("waited out the whole claim instead of noticing the release")
+	}
+}
+
+// A lease no replica can be holding is not waited for: the miss claims the entry itself at once, so that the next
+// miss waits for it rather than for the planted lease.
+func TestLeasesNoReplicaHoldsAreNotWaitedFor(t *testing.T) {
+	const wait = 20 * time.Second // far longer than any of these claims may take
+	tests := []struct {
+		name  string
+		plant func(t *testing.T, clk *clock, put func(value []byte, ttl string), live []byte)
+	}{
+		{name: "replayed without a TTL", plant: func(_ *testing.T, _ *clock, put func([]byte, string), live []byte) {
+			put(live, "")
+		}},
+		{name: "replayed with a TTL of never", plant: func(_ *testing.T, _ *clock, put func([]byte, string), live []byte) {
+			put(live, "never")
+		}},
+		{name: "replayed with a TTL after its time", plant: func(_ *testing.T, clk *clock, put func([]byte, string), live []byte) {
+			clk.Advance(wait + leaseSkew)
+			put(live, "30s")
+		}},
+		{name: "made up", plant: func(_ *testing.T, _ *clock, put func([]byte, string), live []byte) {
+			put(append([]byte{formatV1}, bytes.Repeat([]byte{7}, len(live)-1)...), "30s")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url, _ := natstest.StartJetStream(t)
+			seed := curveSeed(t)
+			clk := &clock{now: time.Now()}
+			a, b, c := openReplica(t, url, seed, clk), openReplica(t, url, seed, clk), openReplica(t, url, seed, clk)
+			key := []byte("id\x00p\x00prod\x00/folder")
+			ctx := ctxFor(t, 30*time.Second)
+			lease := a.sealer.LeaseName(key)
+
+			_, _, release := a.Claim(ctx, key, time.Minute, wait)
+			live := rawValue(t, rawBucket(t, url), lease)
+			release()
+			js, err := jetstream.New(natstest.Connect(t, url))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.plant(t, clk, func(value []byte, ttl string) {
+				m := nats.NewMsg("$KV." + bucket + "." + lease)
+				m.Data = value
+				if ttl != "" {
+					m.Header.Set(jetstream.MsgTTLHeader, ttl)
+				}
+				if _, err := js.PublishMsg(ctx, m); err != nil {
+					t.Fatalf("plant: %v", err)
+				}
+			}, live)
+
+			start := time.Now()
+			_, filled, release := b.Claim(ctx, key, time.Minute, wait)
+			if filled || time.Since(start) >= wait/2 {
+				t.Fatalf("the miss waited %s on a lease no replica holds (filled %v)", time.Since(start), filled)
+			}
+			if !strings.Contains(b.logs.String(), "lease not waited for") {
+				t.Errorf("the ignored lease is not logged:\n%s", b.logs)
+			}
+			// b took the claim: the next miss waits for b's entry.
+			if honour, _, err := c.judgeLease(ctx, key, lease, wait); err != nil || honour <= 0 {
+				t.Fatalf("the lease b took is not honoured (%v, %v)", honour, err)
+			}
+			type result struct {
+				e      Entry
+				filled bool
+			}
+			got := make(chan result, 1)
+			go func() {
+				e, filled, rel := c.Claim(ctx, key, time.Minute, wait)
+				rel()
+				got <- result{e, filled}
+			}()
+			b.Put(ctx, key, []byte("listed"), clk.Now(), time.Hour)
+			release()
+			if r := <-got; !r.filled || string(r.e.Data) != "listed" {
+				t.Fatalf("the next miss got (%q, filled %v); want the entry of the replica that took the claim", r.e.Data, r.filled)
+			}
+		})
 	}
 }
 
