@@ -87,9 +87,9 @@ CHARTS_FLAGS ?=
 charts:
 	$(GO) run ./provider/internal/cmd/load -charts docs/performance -build=false $(CHARTS_FLAGS)
 
-## docs: regenerate the settings table in README.md from the code
+## docs: regenerate the settings table in docs/configuration.md from the code
 docs:
-	$(GO) run ./provider/internal/cmd/docs README.md
+	$(GO) run ./provider/internal/cmd/docs docs/configuration.md
 
 ## The real wasmCloud 1.x tools, built from registry crates (Rust is test tooling only; the product is Go). Build
 ## output stays outside the checkout, so only the first build on a machine is slow (see docs/development.md).

@@ -9,7 +9,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 )
 
-// The README: "credentials or permissions that Infisical now refuses, are never served stale: such an answer drops the
+// docs/performance.md: "credentials or permissions that Infisical now refuses, are never served stale: such an answer drops the
 // entry from memory and from the shared tier ... revoked access stays revoked".
 //
 // A final answer drops only the one cache entry of the call that got it. The same secret is also held by the other

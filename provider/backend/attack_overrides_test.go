@@ -7,7 +7,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 )
 
-// The README's own example: "With the default POLICY_OVERRIDES no policy can move either to another project or
+// docs/security.md's own example: "With the default POLICY_OVERRIDES no policy can move either to another project or
 // environment than the identity's own, so the billing rule holds without naming one". The rule
 // {"application":"billing","key":"/billing/*"} names no environment, and a billing manifest that asks for
 // environment=staging is indeed answered PolicyError.

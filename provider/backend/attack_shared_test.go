@@ -50,7 +50,7 @@ func attackerBucket(t *testing.T, url string) jetstream.KeyValue {
 	return kv
 }
 
-// The README: "a replayed older entry ... [is served] never by a replica that has seen a newer entry for that key, or
+// docs/security.md and docs/performance.md: "a replayed older entry ... [is served] never by a replica that has seen a newer entry for that key, or
 // deleted it after Infisical said 'not found' or refused access"; "such an answer drops the entry from memory and from
 // the shared tier, so no replica serves it afterwards; revoked access stays revoked"; and a bucket writer "can delete
 // entries or fill the bucket, which costs Infisical calls, not secrets".

@@ -111,7 +111,7 @@ func checkSettings(c *checklist, e *env) *settings.Settings {
 	}
 	if _, err := access.New(s.TrustedIssuers, s.AccessRules); err != nil {
 		// access.New's error starts with the setting's name.
-		c.fail(caseSetting, err.Error(), "fix TRUSTED_ISSUERS or ACCESS_RULES as described in the README's Security model")
+		c.fail(caseSetting, err.Error(), "fix TRUSTED_ISSUERS or ACCESS_RULES as described in docs/security.md")
 		return nil
 	}
 	c.ok("settings are valid (Infisical %s, project %s, environment %s)", s.Infisical.BaseURL, s.Infisical.ProjectID, s.Infisical.Environment)

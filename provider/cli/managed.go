@@ -75,7 +75,7 @@ func runManaged(ctx context.Context, e *env) int {
 	// Hosts send secrets requests on their control connection, usually the lattice server; NATS_URL in the
 	// provider's config points elsewhere when the two are split. NATS_CREDS (or NATS_TLS_CA) gives the secrets
 	// connection a NATS user of its own even on the lattice server, so that NATS permissions can let only this
-	// provider subscribe to the secrets subjects (README, Security model).
+	// provider subscribe to the secrets subjects (docs/security.md).
 	secretsConn := lattice
 	url, _ := src.Lookup("NATS_URL")
 	if url == "" {

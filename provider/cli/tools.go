@@ -282,7 +282,7 @@ func loadIssuer(v string) (nkeys.KeyPair, error) {
 	return kp, nil
 }
 
-// variantHints name the usual cause of each error variant, as the README's troubleshooting table does.
+// variantHints name the usual cause of each error variant, as the troubleshooting table of docs/operations.md does.
 var variantHints = map[secrets.ErrorKind]string{
 	secrets.KindSecretNotFound:   "no such secret, folder, version or field in that project and environment (confirm with `check --secret KEY`)",
 	secrets.KindUnauthorized:     "the entity's issuer is not in TRUSTED_ISSUERS, or no ACCESS_RULES rule matches the secret, a reference it expands or the folder it is imported from (the backend logs the reason at WARN; sign with --issuer-seed)",

@@ -52,7 +52,7 @@ const (
 )
 
 // MaxAttempts bounds the calls one read makes: the first and two retries (of a 5xx, a network error, or a 429 whose
-// named wait fits the deadline). The README says so; a test holds both to it.
+// named wait fits the deadline). docs/performance.md says so; a test holds both to it.
 const MaxAttempts = 3
 
 // Retry and back-off tuning.

@@ -193,7 +193,7 @@ func TestRetries(t *testing.T) {
 	}
 }
 
-// The README promises at most three attempts per read: a failing Infisical costs three calls, not more, however
+// docs/performance.md promises at most three attempts per read: a failing Infisical costs three calls, not more, however
 // much of the request's budget is left.
 func TestAtMostThreeAttemptsPerRead(t *testing.T) {
 	t.Parallel()

@@ -7,7 +7,7 @@ import (
 
 // checkBaseURL refuses a URL with credentials without quoting it ("the URL holds credentials; remove them"), and
 // NATS URLs are redacted; but a URL with credentials that also has a wrong scheme or port is quoted whole in the
-// error, which the provider logs at ERROR (and, for a link, also in the link's refusal). The README: "No log line,
+// error, which the provider logs at ERROR (and, for a link, also in the link's refusal). docs/security.md: "No log line,
 // span, metric or error holds ... a client secret, a token".
 func TestAttack_BaseURLCredentialsEchoedInErrors(t *testing.T) {
 	provider, err := Load(Maps(map[string]string{"INFISICAL_PROJECT_ID": "p", "INFISICAL_CLIENT_ID": "c"},

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// MarkdownTable renders Specs as the README's settings table, so the README cannot drift from the code.
+// MarkdownTable renders Specs as the settings table of docs/configuration.md, so the docs cannot drift from the code.
 func MarkdownTable() string {
 	var b strings.Builder
 	b.WriteString("| Setting | Default | Meaning |\n|---|---|---|\n")
@@ -30,7 +30,7 @@ func MarkdownTable() string {
 	return b.String()
 }
 
-// Markers delimit the generated table in README.md.
+// Markers delimit the generated table in docs/configuration.md.
 const (
 	TableStart = "<!-- settings-table:start -->"
 	TableEnd   = "<!-- settings-table:end -->"

@@ -162,7 +162,7 @@ type Spec struct {
 	Required string
 }
 
-// Specs returns every setting in a stable order (the order of --help and the README).
+// Specs returns every setting in a stable order (the order of --help and of docs/configuration.md).
 func Specs() []Spec {
 	out := make([]Spec, len(table))
 	for i, e := range table {

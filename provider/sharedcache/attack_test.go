@@ -7,7 +7,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 )
 
-// The README: a writer of the bucket without the seed "can delete entries or fill the bucket, which costs Infisical
+// docs/security.md: a writer of the bucket without the seed "can delete entries or fill the bucket, which costs Infisical
 // calls, not secrets". It can also hold the fleet's claims. A claim is a lease key any replica waits on; the waiter
 // never opens it, so it cannot tell a live lease from one an attacker planted or replayed. The attacker watches the
 // bucket, sees the lease name a replica creates while it lists a folder, and after the release puts a copy back

@@ -125,7 +125,7 @@ func TestAttack_NormalizedNameCollisionTakesOverAnotherApplication(t *testing.T)
 	})
 }
 
-// The README: "With the default POLICY_OVERRIDES no policy can move either to another project or environment than
+// docs/security.md: "With the default POLICY_OVERRIDES no policy can move either to another project or environment than
 // the identity's own, so the billing rule holds without naming one" (rule {"application":"billing","key":"/billing/*"}).
 // A manifest's policy asking for environment=staging or another project_id is answered PolicyError.
 //

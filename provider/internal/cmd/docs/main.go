@@ -1,4 +1,5 @@
-// Command docs rewrites the settings table in README.md from the code (`make docs`).
+// Command docs rewrites the settings table in docs/configuration.md (or the file named by its argument) from the
+// code (`make docs`).
 package main
 
 import (
@@ -9,7 +10,7 @@ import (
 )
 
 func main() {
-	path := "README.md"
+	path := "docs/configuration.md"
 	if len(os.Args) > 1 {
 		path = os.Args[1]
 	}

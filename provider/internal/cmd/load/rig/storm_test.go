@@ -2,7 +2,7 @@ package rig
 
 import "testing"
 
-// The storm the README's table comes from, small: the counts it reports are what the fleet did.
+// The storm docs/performance.md's table comes from, small: the counts it reports are what the fleet did.
 func TestStormCounts(t *testing.T) {
 	tests := []struct {
 		name                    string
