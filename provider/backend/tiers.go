@@ -354,7 +354,7 @@ func (b *Backend) fetchFolder(c *caches, lister Lister, fk folderKey, maxAge tim
 		case errors.Is(err, infisical.ErrNotModified) && prev != nil:
 			f = prev.renewed(now)
 		case err != nil:
-			b.failed(err, func() { b.forgetFolder(ctx, c, fk) }, func() {
+			b.failed(err, func() { b.forgetFinal(ctx, c, fk.identity, err, func() { b.forgetFolder(ctx, c, fk) }) }, func() {
 				if prev != nil {
 					c.folders.Put(fk, prev, prev.at) // so that the cache can serve it stale
 				}
@@ -401,6 +401,41 @@ func (b *Backend) failed(err error, forget, keepStale func()) {
 // their own, and any one left behind would serve the secret stale again as soon as Infisical fails. So a final answer
 // drops every entry that could serve what it is about, from memory and from the shared tier. The shared tier can
 // only be asked by key: besides the listings and the asked keys, it loses the entries this replica held in memory.
+
+// forgetFinal applies a final answer: refused credentials, or access refused, are about the identity, not the one
+// folder or secret whose fetch heard it (a revoked token or a project-wide permission change reaches every folder
+// alike), so every entry of the identity goes; "not found" is about what was asked, which narrow forgets.
+func (b *Backend) forgetFinal(ctx context.Context, c *caches, identity string, err error, narrow func()) {
+	var ie *infisical.Error
+	if errors.As(err, &ie) && (ie.Kind == infisical.KindAuth || ie.Kind == infisical.KindPermission) {
+		b.forgetIdentity(ctx, c, identity)
+		return
+	}
+	narrow()
+}
+
+// forgetIdentity drops every entry of identity from memory, and from the shared tier those this replica held.
+func (b *Backend) forgetIdentity(ctx context.Context, c *caches, identity string) {
+	var shared [][]byte
+	c.secrets.DeleteFunc(func(k cacheKey) bool {
+		if k.identity != identity {
+			return false
+		}
+		shared = append(shared, k.bytes())
+		return true
+	})
+	c.folders.DeleteFunc(func(k folderKey) bool {
+		if k.identity != identity {
+			return false
+		}
+		shared = append(shared, k.bytes())
+		return true
+	})
+	c.missing.DeleteFunc(func(k cacheKey) bool { return k.identity == identity })
+	for _, skey := range shared {
+		b.shared.Delete(ctx, skey)
+	}
+}
 
 // forgetFolder is for a final answer to a listing: the folder (or its environment) is gone, or the identity may no
 // longer read it. The folder's listings go (with and without imports), with every exact and version read in it.
@@ -482,7 +517,7 @@ func (b *Backend) exact(ctx context.Context, c *caches, id *identity, key cacheK
 		}
 		sec, err := id.upstream.GetSecret(fctx, ref)
 		if err != nil {
-			b.failed(err, func() { b.forgetSecret(fctx, c, key, err) }, func() {
+			b.failed(err, func() { b.forgetFinal(fctx, c, key.identity, err, func() { b.forgetSecret(fctx, c, key, err) }) }, func() {
 				if hadPrev {
 					c.secrets.Put(key, prev, prev.at)
 				}
