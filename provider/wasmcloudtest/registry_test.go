@@ -55,6 +55,13 @@ func TestProviderFromOCIRegistry(t *testing.T) {
 	if ok, _ := loginsBy(fake, clientID); ok == 0 {
 		t.Errorf("the provider pulled from the registry never logged in")
 	}
+
+	// And started directly from the reference, as `wash start provider` users do.
+	l.mustWash("start", "provider", ref, "isp-direct", "--skip-wait")
+	direct := l.waitEvent(ev, "provider_started", "provider_id", "isp-direct", 120*time.Second)
+	if got := direct.Data["image_ref"]; got != ref {
+		t.Errorf("wash start provider %s: the host started it from %v", ref, got)
+	}
 }
 
 // makePush runs `make push` as a user would and returns the digest it prints (REF@DIGEST).
