@@ -185,14 +185,15 @@ func TestOversizedListingIsRefusedClearly(t *testing.T) {
 	for i := range maxListedSecrets + 1 {
 		fake.SetSecret(testProject, "prod", "/big", "K"+strconv.Itoa(i), "v")
 	}
-	r := newReplica(t, fake, clk, nil)
+	// Listing 10 001 secrets under -race on a busy machine can take seconds: give it the most a request may wait.
+	r := newReplica(t, fake, clk, nil, "UPSTREAM_TIMEOUT", "8s")
 	msg := r.wantKind(t, "/big/K1", secrets.KindUpstreamError)
 	for _, want := range []string{`folder "/big" lists 10001 secrets`, "CACHE_PREFETCH=false"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("%q does not say %q", msg, want)
 		}
 	}
-	newReplica(t, fake, clk, nil, "CACHE_PREFETCH", "false").mustGet(t, "/big/K1", "v")
+	newReplica(t, fake, clk, nil, "CACHE_PREFETCH", "false", "UPSTREAM_TIMEOUT", "8s").mustGet(t, "/big/K1", "v")
 }
 
 func TestCheckListingBoundsBytes(t *testing.T) {
