@@ -49,11 +49,6 @@ func Extract(ctx context.Context, h nats.Header) context.Context {
 	return propagator().Extract(ctx, HeaderCarrier(h))
 }
 
-// Inject writes the span context of ctx into h.
-func Inject(ctx context.Context, h nats.Header) {
-	propagator().Inject(ctx, HeaderCarrier(h))
-}
-
 // propagator falls back to W3C trace context when nothing was installed globally, so that trace context crosses
 // NATS even when this process exports nothing.
 func propagator() propagation.TextMapPropagator {

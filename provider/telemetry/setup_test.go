@@ -3,7 +3,6 @@ package telemetry
 import (
 	"context"
 	"errors"
-	"fmt"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"log/slog"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -111,7 +109,7 @@ func TestSetupDeliversSpanWithResource(t *testing.T) {
 		TracesEnabled: true, TracesEndpoint: rcv.TracesURL(), Protocol: ProtocolHTTP, Logger: log,
 	})
 
-	_, span := StartServerSpan(context.Background(), traceparentHeader(), "secrets.get", attribute.String("secret.key", "db"))
+	_, span := startServerSpan(context.Background(), traceparentHeader(), "secrets.get", attribute.String("secret.key", "db"))
 	span.End()
 	if err := tel.Shutdown(timeout(t, 5*time.Second)); err != nil {
 		t.Fatalf("Shutdown: %v", err)
@@ -201,7 +199,7 @@ func TestCollectorDownDoesNotBlockAndWarnsOnce(t *testing.T) {
 	}
 	// More spans than the queue holds: the excess must be dropped, not waited for.
 	for i := range 3 * maxQueueSize {
-		_, span := StartServerSpan(context.Background(), nil, "secrets.get")
+		_, span := startServerSpan(context.Background(), nil, "secrets.get")
 		span.End()
 		counter.Add(context.Background(), 1)
 		if i%1000 == 0 {
@@ -236,7 +234,7 @@ func TestExportRecoveryIsLoggedOnce(t *testing.T) {
 	tel := setup(t, Config{ServiceName: "p", TracesEnabled: true, TracesEndpoint: rcv.TracesURL(), Logger: log})
 	flush := func(name string) {
 		t.Helper()
-		_, span := StartServerSpan(context.Background(), nil, name)
+		_, span := startServerSpan(context.Background(), nil, name)
 		span.End()
 		if err := tel.ForceFlush(timeout(t, 5*time.Second)); err != nil {
 			t.Fatalf("ForceFlush: %v", err)
@@ -298,7 +296,7 @@ func recordSpans(t *testing.T) *tracetest.SpanRecorder {
 	return rec
 }
 
-func TestStartServerSpan(t *testing.T) {
+func TestServerSpanJoinsTheSendersTrace(t *testing.T) {
 	tests := []struct {
 		name       string
 		header     nats.Header
@@ -314,7 +312,7 @@ func TestStartServerSpan(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := recordSpans(t)
-			ctx, span := StartServerSpan(context.Background(), tt.header, "op", attribute.String("k", "v"))
+			ctx, span := startServerSpan(context.Background(), tt.header, "op", attribute.String("k", "v"))
 			_, child := otel.Tracer("test").Start(ctx, "child")
 			child.End()
 			span.End()
@@ -342,35 +340,10 @@ func TestStartServerSpan(t *testing.T) {
 	}
 }
 
-func TestRecordError(t *testing.T) {
-	rec := recordSpans(t)
-	_, span := StartServerSpan(context.Background(), nil, "op")
-	RecordError(span, nil, "Ignored")
-	RecordError(span, fmt.Errorf("lookup: %w", errors.New("not found")), "SecretNotFound")
-	span.End()
-
-	s := rec.Ended()[0]
-	if s.Status().Code != codes.Error || s.Status().Description != "lookup: not found" {
-		t.Errorf("status %+v", s.Status())
-	}
-	var variant string
-	for _, kv := range s.Attributes() {
-		if kv.Key == ErrorTypeKey {
-			variant = kv.Value.AsString()
-		}
-	}
-	if variant != "SecretNotFound" {
-		t.Errorf("error.type = %q", variant)
-	}
-	if len(s.Events()) != 1 || s.Events()[0].Name != "exception" {
-		t.Errorf("events %+v, want one exception", s.Events())
-	}
-}
-
 func TestCarrierRoundTrip(t *testing.T) {
 	ctx := Extract(context.Background(), traceparentHeader())
 	out := nats.Header{}
-	Inject(ctx, out)
+	propagator().Inject(ctx, HeaderCarrier(out))
 	if got := out.Get("traceparent"); got != "00-"+parentTraceID+"-"+parentSpanID+"-01" {
 		t.Errorf("injected traceparent %q", got)
 	}
@@ -382,7 +355,7 @@ func TestCollectorDownGRPC(t *testing.T) {
 		ServiceName: "p", TracesEnabled: true, Protocol: ProtocolGRPC, TracesEndpoint: closedURL(t, ""), Logger: log,
 	})
 	for range 2 * maxQueueSize {
-		_, span := StartServerSpan(context.Background(), nil, "secrets.get")
+		_, span := startServerSpan(context.Background(), nil, "secrets.get")
 		span.End()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -398,4 +371,11 @@ func TestCollectorDownGRPC(t *testing.T) {
 	if n := countLines(logs.String(), "telemetry export failing", "signal=traces"); n != 1 {
 		t.Errorf("%d export-failing warnings, want 1; logs:\n%s", n, logs.String())
 	}
+}
+
+// startServerSpan starts a server span as the secrets server and the host protocol do: a child of the trace context
+// the sender put in h (if any).
+func startServerSpan(ctx context.Context, h nats.Header, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	return otel.Tracer(InstrumentationName).Start(Extract(ctx, h), name,
+		trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 }
