@@ -16,31 +16,16 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/sharedcache"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
 )
 
-// testClock is moved by tests, never by waiting.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type testClock = testclock.Clock
 
-func newTestClock() *testClock { return &testClock{now: time.Now()} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newTestClock() *testClock { return testclock.New(time.Now()) }
 
 // tierFake is a fake Infisical with a shop folder of three secrets, a billing folder, and one identity.
 func tierFake(t *testing.T) *fakeinfisical.Server {

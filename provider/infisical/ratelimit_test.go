@@ -4,30 +4,12 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
 )
-
-// manualClock is moved by the test, never by waiting.
-type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // Infisical Cloud counts requests per client IP, whoever makes them: a 429 seen by one identity pauses every
 // identity's calls to that URL for the time Infisical names, and a call during the pause is refused at once, with
@@ -36,7 +18,7 @@ func TestRateLimitPausesEveryIdentityOnTheURL(t *testing.T) {
 	t.Parallel()
 	fake := newFake(t)
 	fake.AddIdentity("other-id", "other-secret", project)
-	clk := &manualClock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	limits := NewRateLimits(clk.Now)
 	first := newClient(t, fake.URL, func(c *Config) { c.RateLimits = limits })
 	second := newClient(t, fake.URL, func(c *Config) {
@@ -88,7 +70,7 @@ func TestRateLimitPausesEveryIdentityOnTheURL(t *testing.T) {
 // that names no wait pauses for DefaultRateLimitPause.
 func TestRateLimitPauseLength(t *testing.T) {
 	t.Parallel()
-	clk := &manualClock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	l := NewRateLimits(clk.Now)
 	const url = "https://infisical.example"
 	steps := []struct {

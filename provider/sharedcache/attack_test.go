@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
 )
 
 // docs/security.md: a writer of the bucket without the seed "can delete entries or fill the bucket, which costs Infisical
@@ -16,7 +17,7 @@ import (
 func TestAttack_PlantedLeaseStallsEveryMiss(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
 	seed := curveSeed(t)
-	clk := &clock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	a, b := openReplica(t, url, seed, clk), openReplica(t, url, seed, clk)
 	kv := rawBucket(t, url)
 	key := []byte("id\x00proj\x00prod\x00/shop")

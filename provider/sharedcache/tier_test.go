@@ -14,27 +14,10 @@ import (
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
 )
 
 const bucket = "test-cache"
-
-// clock is a manual clock: tests move time instead of sleeping.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // replica is one process's view of the bucket.
 type replica struct {
@@ -42,7 +25,7 @@ type replica struct {
 	logs *capture.Buffer
 }
 
-func openReplica(t *testing.T, url, seed string, clk *clock) replica {
+func openReplica(t *testing.T, url, seed string, clk *testclock.Clock) replica {
 	t.Helper()
 	logs := &capture.Buffer{}
 	nc := natstest.Connect(t, url)
@@ -94,7 +77,7 @@ func rawPut(t *testing.T, kv jetstream.KeyValue, name string, value []byte) {
 func TestOneReplicasReadServesTheOthers(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
 	seed := curveSeed(t)
-	clk := &clock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	a, b := openReplica(t, url, seed, clk), openReplica(t, url, seed, clk)
 	key := []byte("id\x00proj\x00prod\x00/shop")
 	at := clk.Now()
@@ -121,7 +104,7 @@ func TestOneReplicasReadServesTheOthers(t *testing.T) {
 // Everything the bucket holds, names, values and headers, shows nothing of what was cached.
 func TestNothingPlaintextInJetStream(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
-	clk := &clock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	r := openReplica(t, url, curveSeed(t), clk)
 	secrets := []string{"proj-payments", "prod", "/payments/eu", "STRIPE_API_KEY", "sk_live_abcdef123456", "identity-42"}
 	key := []byte(strings.Join(secrets[:4], "\x00") + "\x00" + secrets[5])
@@ -169,7 +152,7 @@ func TestNothingPlaintextInJetStream(t *testing.T) {
 func TestSwappedReplayedAndForgedEntriesAreRejected(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
 	seed := curveSeed(t)
-	clk := &clock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	r := openReplica(t, url, seed, clk)
 	raw := rawBucket(t, url)
 	shop, billing := []byte("id\x00p\x00prod\x00/shop"), []byte("id\x00p\x00prod\x00/billing")
@@ -266,7 +249,7 @@ func TestSharingOffSaysWhyOnce(t *testing.T) {
 // rather than costing every request its timeout.
 func TestJetStreamTroubleIsAMiss(t *testing.T) {
 	url, srv := natstest.StartJetStream(t)
-	clk := &clock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	r := openReplica(t, url, curveSeed(t), clk)
 	key := []byte("k")
 	r.Put(ctxFor(t, 5*time.Second), key, []byte("v"), clk.Now(), time.Hour)
@@ -290,7 +273,7 @@ func TestJetStreamTroubleIsAMiss(t *testing.T) {
 func TestClaimLetsOneReplicaFetch(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
 	seed := curveSeed(t)
-	clk := &clock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	a, b := openReplica(t, url, seed, clk), openReplica(t, url, seed, clk)
 	key := []byte("id\x00p\x00prod\x00/folder")
 	ctx := ctxFor(t, 30*time.Second)
@@ -339,19 +322,19 @@ func TestLeasesNoReplicaHoldsAreNotWaitedFor(t *testing.T) {
 	const wait = 20 * time.Second // far longer than any of these claims may take
 	tests := []struct {
 		name  string
-		plant func(t *testing.T, clk *clock, put func(value []byte, ttl string), live []byte)
+		plant func(t *testing.T, clk *testclock.Clock, put func(value []byte, ttl string), live []byte)
 	}{
-		{name: "replayed without a TTL", plant: func(_ *testing.T, _ *clock, put func([]byte, string), live []byte) {
+		{name: "replayed without a TTL", plant: func(_ *testing.T, _ *testclock.Clock, put func([]byte, string), live []byte) {
 			put(live, "")
 		}},
-		{name: "replayed with a TTL of never", plant: func(_ *testing.T, _ *clock, put func([]byte, string), live []byte) {
+		{name: "replayed with a TTL of never", plant: func(_ *testing.T, _ *testclock.Clock, put func([]byte, string), live []byte) {
 			put(live, "never")
 		}},
-		{name: "replayed with a TTL after its time", plant: func(_ *testing.T, clk *clock, put func([]byte, string), live []byte) {
+		{name: "replayed with a TTL after its time", plant: func(_ *testing.T, clk *testclock.Clock, put func([]byte, string), live []byte) {
 			clk.Advance(wait + leaseSkew)
 			put(live, "30s")
 		}},
-		{name: "made up", plant: func(_ *testing.T, _ *clock, put func([]byte, string), live []byte) {
+		{name: "made up", plant: func(_ *testing.T, _ *testclock.Clock, put func([]byte, string), live []byte) {
 			put(append([]byte{formatV1}, bytes.Repeat([]byte{7}, len(live)-1)...), "30s")
 		}},
 	}
@@ -359,7 +342,7 @@ func TestLeasesNoReplicaHoldsAreNotWaitedFor(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			url, _ := natstest.StartJetStream(t)
 			seed := curveSeed(t)
-			clk := &clock{now: time.Now()}
+			clk := testclock.New(time.Now())
 			a, b, c := openReplica(t, url, seed, clk), openReplica(t, url, seed, clk), openReplica(t, url, seed, clk)
 			key := []byte("id\x00p\x00prod\x00/folder")
 			ctx := ctxFor(t, 30*time.Second)
@@ -417,7 +400,7 @@ func TestLeasesNoReplicaHoldsAreNotWaitedFor(t *testing.T) {
 func TestOpenCreatesTheBucketOnce(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
 	seed := curveSeed(t)
-	clk := &clock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() { openReplica(t, url, seed, clk) })
