@@ -10,6 +10,7 @@ import (
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 )
 
 // bucketSnapshot is what anyone with read access to the shared bucket can copy: names and sealed values.
@@ -62,7 +63,7 @@ func attackerBucket(t *testing.T, url string) jetstream.KeyValue {
 // provoke, keeps calls from being sent), serves the revoked value for up to STALE_IF_ERROR.
 func TestAttack_ReplayedSharedEntryServesRevokedValue(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
-	fake, clk, seed := tierFake(t), newTestClock(), xkeySeed(t)
+	fake, clk, seed := tierFake(t), newTestClock(), testkeys.CurveSeed(t)
 	one := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
 	one.mustGet(t, "/billing/KEY", "billing-key")
 

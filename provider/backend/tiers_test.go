@@ -11,12 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nkeys"
-
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/sharedcache"
@@ -317,24 +316,11 @@ func sharedTier(t *testing.T, url, seed string, clk *testClock) *sharedcache.Tie
 	return tier
 }
 
-func xkeySeed(t *testing.T) string {
-	t.Helper()
-	kp, err := nkeys.CreateCurveKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, err := kp.Seed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(seed)
-}
-
 // One replica's read serves the fleet; a replica started during an Infisical outage serves what another read
 // within CACHE_TTL (never older); a replica with another seed finds nothing it can open.
 func TestSharedCacheServesEveryReplica(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
-	fake, clk, seed := tierFake(t), newTestClock(), xkeySeed(t)
+	fake, clk, seed := tierFake(t), newTestClock(), testkeys.CurveSeed(t)
 	first := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
 	second := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
 	first.mustGet(t, "/shop/A", "shop-a2")
@@ -365,7 +351,7 @@ func TestSharedCacheServesEveryReplica(t *testing.T) {
 	lateExact.wantKind(t, "/billing/KEY", secrets.KindUpstreamError)
 
 	fake.Down(false)
-	stranger := newReplica(t, fake, clk, sharedTier(t, url, xkeySeed(t), clk))
+	stranger := newReplica(t, fake, clk, sharedTier(t, url, testkeys.CurveSeed(t), clk))
 	stranger.mustGet(t, "/shop/A", "shop-a2")
 	if fake.Lists() < 2 {
 		t.Fatal("a replica with another seed was served without asking Infisical")
@@ -376,7 +362,7 @@ func TestSharedCacheServesEveryReplica(t *testing.T) {
 // than CACHE_NOT_FOUND_TTL; an older one is revalidated first, so a secret created since is found.
 func TestNotFoundFromASharedListingIsAsFreshAsThatListing(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
-	fake, clk, seed := tierFake(t), newTestClock(), xkeySeed(t)
+	fake, clk, seed := tierFake(t), newTestClock(), testkeys.CurveSeed(t)
 	first := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
 	first.mustGet(t, "/shop/A", "shop-a2")
 	second := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
@@ -408,7 +394,7 @@ func TestFinalAnswersRemoveTheSharedEntry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			url, _ := natstest.StartJetStream(t)
-			fake, clk, seed := tierFake(t), newTestClock(), xkeySeed(t)
+			fake, clk, seed := tierFake(t), newTestClock(), testkeys.CurveSeed(t)
 			one := newReplica(t, fake, clk, sharedTier(t, url, seed, clk), "CACHE_PREFETCH", "false")
 			one.mustGet(t, "/billing/KEY", "billing-key")
 			tt.revoke(fake)
@@ -445,7 +431,7 @@ func TestFinalAnswersRemoveEverySharedEntryOfTheSecret(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			url, _ := natstest.StartJetStream(t)
-			fake, clk, seed := tierFake(t), newTestClock(), xkeySeed(t)
+			fake, clk, seed := tierFake(t), newTestClock(), testkeys.CurveSeed(t)
 			one := newReplica(t, fake, clk, sharedTier(t, url, seed, clk))
 			one.mustGet(t, "/shop/A", "shop-a2")
 			if got, kind, _ := one.get(t, "/shop/A", 2); kind != "" || got != "shop-a2" {
@@ -533,7 +519,7 @@ func TestRateLimitPauseFailsFastAndServesCache(t *testing.T) {
 // one list per folder for the whole fleet.
 func TestStormCostsOneListPerFolderForTheFleet(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
-	fake, clk, seed := fakeinfisical.New(t), newTestClock(), xkeySeed(t)
+	fake, clk, seed := fakeinfisical.New(t), newTestClock(), testkeys.CurveSeed(t)
 	fake.AddIdentity(testClient, testSecret, testProject)
 	const folders, perFolder, replicas, hosts = 4, 5, 3, 4
 	for f := range folders {

@@ -19,6 +19,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 )
 
@@ -79,7 +80,7 @@ func newHarnessOn(t *testing.T, url string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := mustXKeySeed(t)
+	seed := testkeys.CurveSeed(t)
 	return &harness{
 		t: t, url: url, nc: nc, fake: fake, host: host, issuer: issuer, comp: comp, logs: &syncBuffer{},
 		env: map[string]string{
@@ -93,16 +94,6 @@ func newHarnessOn(t *testing.T, url string) *harness {
 			"LOG_LEVEL":               "debug",
 		},
 	}
-}
-
-func mustXKeySeed(t *testing.T) string {
-	t.Helper()
-	kp, err := nkeys.CreateCurveKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := kp.Seed()
-	return string(seed)
 }
 
 // start runs `serve` in-process and waits until it answers server_xkey.

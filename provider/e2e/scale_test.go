@@ -20,6 +20,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/cli"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 )
 
@@ -155,7 +156,7 @@ func TestReplicaWithAnotherXKeyIsAnError(t *testing.T) {
 	}{
 		{name: "same seed", seed: h.env["SERVER_XKEY_SEED"], wantError: false},
 		{name: "no seed", seed: "", wantError: true},
-		{name: "another seed", seed: mustXKeySeed(t), wantError: true},
+		{name: "another seed", seed: testkeys.CurveSeed(t), wantError: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

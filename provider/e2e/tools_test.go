@@ -13,6 +13,7 @@ import (
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 )
 
@@ -177,8 +178,10 @@ func TestCheckToolNamesEachBrokenSetting(t *testing.T) {
 			want: []string{"Unauthorized", "is not in TRUSTED_ISSUERS", "fix: add A"},
 		},
 		{
-			name:  "another replica with another xkey",
-			env:   func(h *harness) map[string]string { return map[string]string{"SERVER_XKEY_SEED": mustXKeySeed(h.t)} },
+			name: "another replica with another xkey",
+			env: func(h *harness) map[string]string {
+				return map[string]string{"SERVER_XKEY_SEED": testkeys.CurveSeed(h.t)}
+			},
 			start: true,
 			want:  []string{"Server XKey Mismatch", "SERVER_XKEY_SEED"},
 		},

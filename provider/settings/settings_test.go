@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 )
 
 // minimal is the least a valid provider configuration needs.
@@ -74,19 +76,6 @@ func accountKey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return pub
-}
-
-func curveSeed(t *testing.T) string {
-	t.Helper()
-	kp, err := nkeys.CreateCurveKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, err := kp.Seed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(seed)
 }
 
 func caPEM(t *testing.T) string {
@@ -209,7 +198,7 @@ func TestSpecs(t *testing.T) {
 
 func TestValidValues(t *testing.T) {
 	acct1, acct2 := accountKey(t), accountKey(t)
-	seed := curveSeed(t)
+	seed := testkeys.CurveSeed(t)
 	ca := caPEM(t)
 	tests := []struct {
 		name  string
@@ -592,7 +581,7 @@ func TestRedacted(t *testing.T) {
 }
 
 func TestLoggingNeverShowsSecrets(t *testing.T) {
-	seed := curveSeed(t)
+	seed := testkeys.CurveSeed(t)
 	s := load(t, with(minimal(), "SERVER_XKEY_SEED", seed, "INFISICAL_JWT", "jwt-value", "INFISICAL_ACCESS_TOKEN", "token-value",
 		"INFISICAL_OIDC_TOKEN", "oidc-value"))
 	var b strings.Builder

@@ -6,6 +6,7 @@ import (
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 )
 
 // docs/security.md: a writer of the bucket without the seed "can delete entries or fill the bucket, which costs Infisical
@@ -16,7 +17,7 @@ import (
 // the host's 10 s per secret) before it reads Infisical itself, for every request, for ever.
 func TestAttack_PlantedLeaseStallsEveryMiss(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
-	seed := curveSeed(t)
+	seed := testkeys.CurveSeed(t)
 	clk := testclock.New(time.Now())
 	a, b := openReplica(t, url, seed, clk), openReplica(t, url, seed, clk)
 	kv := rawBucket(t, url)

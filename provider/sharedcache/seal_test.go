@@ -7,21 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nkeys"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 )
-
-func curveSeed(t testing.TB) string {
-	t.Helper()
-	kp, err := nkeys.CreateCurveKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, err := kp.Seed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(seed)
-}
 
 func mustSealer(t testing.TB, seed string) *Sealer {
 	t.Helper()
@@ -33,7 +20,7 @@ func mustSealer(t testing.TB, seed string) *Sealer {
 }
 
 func TestSealOpens(t *testing.T) {
-	s := mustSealer(t, curveSeed(t))
+	s := mustSealer(t, testkeys.CurveSeed(t))
 	key := []byte("identity\x00project\x00prod\x00/shop\x00DB_PASSWORD")
 	at := time.Date(2025, 6, 7, 8, 9, 10, 123456789, time.UTC)
 	sealed := s.Seal(key, at, []byte("hunter2"))
@@ -49,7 +36,7 @@ func TestSealOpens(t *testing.T) {
 
 // Whoever may write the bucket can move, alter or make up entries; none of them opens.
 func TestTamperedEntriesAreRejected(t *testing.T) {
-	seed := curveSeed(t)
+	seed := testkeys.CurveSeed(t)
 	s := mustSealer(t, seed)
 	key, other := []byte("k\x00shop"), []byte("k\x00billing")
 	sealed := s.Seal(key, time.Now(), []byte("shop-secret"))
@@ -67,7 +54,7 @@ func TestTamperedEntriesAreRejected(t *testing.T) {
 		{name: "truncated", key: key, sealed: sealed[:10], sealer: s},
 		{name: "empty", key: key, sealed: nil, sealer: s},
 		{name: "unknown format", key: key, sealed: append([]byte{0x7f}, sealed[1:]...), sealer: s},
-		{name: "sealed with another seed", key: key, sealed: sealed, sealer: mustSealer(t, curveSeed(t))},
+		{name: "sealed with another seed", key: key, sealed: sealed, sealer: mustSealer(t, testkeys.CurveSeed(t))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,7 +73,7 @@ func TestTamperedEntriesAreRejected(t *testing.T) {
 // A lease opens only as the lease of the entry it was made for, with its creation time; a lease never opens as an
 // entry (an empty listing) nor an entry as a lease.
 func TestLeasesAreBoundToTheirEntry(t *testing.T) {
-	s := mustSealer(t, curveSeed(t))
+	s := mustSealer(t, testkeys.CurveSeed(t))
 	key, other := []byte("k\x00shop"), []byte("k\x00billing")
 	at := time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
 	lease := s.SealLease(key, at)
@@ -95,7 +82,7 @@ func TestLeasesAreBoundToTheirEntry(t *testing.T) {
 	}
 	for name, open := range map[string]func() error{
 		"for another entry":   func() error { _, err := s.OpenLease(other, lease); return err },
-		"with another seed":   func() error { _, err := mustSealer(t, curveSeed(t)).OpenLease(key, lease); return err },
+		"with another seed":   func() error { _, err := mustSealer(t, testkeys.CurveSeed(t)).OpenLease(key, lease); return err },
 		"a lease as an entry": func() error { _, _, err := s.Open(key, lease); return err },
 		"an entry as a lease": func() error { _, err := s.OpenLease(key, s.Seal(key, at, nil)); return err },
 		"an entry sealed for the lease name": func() error {
@@ -112,7 +99,7 @@ func TestLeasesAreBoundToTheirEntry(t *testing.T) {
 // Names are keyed hashes: stable for one seed (every replica finds the entry), unrelated across seeds and kinds,
 // valid JetStream keys, and nothing of the cache key shows.
 func TestNames(t *testing.T) {
-	seed := curveSeed(t)
+	seed := testkeys.CurveSeed(t)
 	a, b := mustSealer(t, seed), mustSealer(t, seed)
 	key := []byte("identity\x00project-x\x00prod\x00/payments\x00API_KEY")
 	n := a.Name(key)
@@ -120,7 +107,7 @@ func TestNames(t *testing.T) {
 		t.Fatal("two sealers with one seed name a key differently")
 	}
 	if n == a.Name([]byte("identity\x00project-x\x00prod\x00/payments\x00API_KEX")) || n == a.LeaseName(key) ||
-		n == mustSealer(t, curveSeed(t)).Name(key) {
+		n == mustSealer(t, testkeys.CurveSeed(t)).Name(key) {
 		t.Fatal("names collide across keys, kinds or seeds")
 	}
 	if !validKey(n) || !validKey(a.LeaseName(key)) {

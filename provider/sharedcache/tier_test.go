@@ -15,6 +15,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 )
 
 const bucket = "test-cache"
@@ -76,7 +77,7 @@ func rawPut(t *testing.T, kv jetstream.KeyValue, name string, value []byte) {
 
 func TestOneReplicasReadServesTheOthers(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
-	seed := curveSeed(t)
+	seed := testkeys.CurveSeed(t)
 	clk := testclock.New(time.Now())
 	a, b := openReplica(t, url, seed, clk), openReplica(t, url, seed, clk)
 	key := []byte("id\x00proj\x00prod\x00/shop")
@@ -105,7 +106,7 @@ func TestOneReplicasReadServesTheOthers(t *testing.T) {
 func TestNothingPlaintextInJetStream(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
 	clk := testclock.New(time.Now())
-	r := openReplica(t, url, curveSeed(t), clk)
+	r := openReplica(t, url, testkeys.CurveSeed(t), clk)
 	secrets := []string{"proj-payments", "prod", "/payments/eu", "STRIPE_API_KEY", "sk_live_abcdef123456", "identity-42"}
 	key := []byte(strings.Join(secrets[:4], "\x00") + "\x00" + secrets[5])
 	r.Put(ctxFor(t, 5*time.Second), key, []byte(`{"STRIPE_API_KEY":"`+secrets[4]+`"}`), clk.Now(), time.Minute)
@@ -151,7 +152,7 @@ func TestNothingPlaintextInJetStream(t *testing.T) {
 // another seed are rejected, never served, and the rejection is logged without content.
 func TestSwappedReplayedAndForgedEntriesAreRejected(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
-	seed := curveSeed(t)
+	seed := testkeys.CurveSeed(t)
 	clk := testclock.New(time.Now())
 	r := openReplica(t, url, seed, clk)
 	raw := rawBucket(t, url)
@@ -190,7 +191,7 @@ func TestSwappedReplayedAndForgedEntriesAreRejected(t *testing.T) {
 		}
 	})
 	t.Run("another seed", func(t *testing.T) {
-		other := openReplica(t, url, curveSeed(t), clk)
+		other := openReplica(t, url, testkeys.CurveSeed(t), clk)
 		other.Put(ctx, shop, []byte("theirs"), clk.Now(), time.Hour)
 		// Under their names, which ours do not even find; moved under ours, it does not open.
 		rawPut(t, raw, r.sealer.Name(shop), rawValue(t, raw, other.sealer.Name(shop)))
@@ -217,9 +218,9 @@ func TestSharingOffSaysWhyOnce(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{name: "setting", url: withJS, cfg: Config{Disabled: true, Seed: curveSeed(t)}, want: "SHARED_CACHE=false"},
+		{name: "setting", url: withJS, cfg: Config{Disabled: true, Seed: testkeys.CurveSeed(t)}, want: "SHARED_CACHE=false"},
 		{name: "no seed", url: withJS, cfg: Config{}, want: "SERVER_XKEY_SEED"},
-		{name: "no JetStream", url: plain, cfg: Config{Seed: curveSeed(t)}, want: "no JetStream"},
+		{name: "no JetStream", url: plain, cfg: Config{Seed: testkeys.CurveSeed(t)}, want: "no JetStream"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -250,7 +251,7 @@ func TestSharingOffSaysWhyOnce(t *testing.T) {
 func TestJetStreamTroubleIsAMiss(t *testing.T) {
 	url, srv := natstest.StartJetStream(t)
 	clk := testclock.New(time.Now())
-	r := openReplica(t, url, curveSeed(t), clk)
+	r := openReplica(t, url, testkeys.CurveSeed(t), clk)
 	key := []byte("k")
 	r.Put(ctxFor(t, 5*time.Second), key, []byte("v"), clk.Now(), time.Hour)
 	srv.Shutdown()
@@ -272,7 +273,7 @@ func TestJetStreamTroubleIsAMiss(t *testing.T) {
 // One replica fetches while the others wait for its entry: a fleet asks Infisical once.
 func TestClaimLetsOneReplicaFetch(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
-	seed := curveSeed(t)
+	seed := testkeys.CurveSeed(t)
 	clk := testclock.New(time.Now())
 	a, b := openReplica(t, url, seed, clk), openReplica(t, url, seed, clk)
 	key := []byte("id\x00p\x00prod\x00/folder")
@@ -341,7 +342,7 @@ func TestLeasesNoReplicaHoldsAreNotWaitedFor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			url, _ := natstest.StartJetStream(t)
-			seed := curveSeed(t)
+			seed := testkeys.CurveSeed(t)
 			clk := testclock.New(time.Now())
 			a, b, c := openReplica(t, url, seed, clk), openReplica(t, url, seed, clk), openReplica(t, url, seed, clk)
 			key := []byte("id\x00p\x00prod\x00/folder")
@@ -399,7 +400,7 @@ func TestLeasesNoReplicaHoldsAreNotWaitedFor(t *testing.T) {
 
 func TestOpenCreatesTheBucketOnce(t *testing.T) {
 	url, _ := natstest.StartJetStream(t)
-	seed := curveSeed(t)
+	seed := testkeys.CurveSeed(t)
 	clk := testclock.New(time.Now())
 	var wg sync.WaitGroup
 	for range 3 {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/par"
 )
 
@@ -172,7 +173,7 @@ func deployBackend(t *testing.T, l *lattice, fake *fakeinfisical.Server, o backe
 	if secret == "" {
 		secret = clientSecret
 	}
-	b := backend{par: p, manifest: path, xkeySeed: curveSeed(t)}
+	b := backend{par: p, manifest: path, xkeySeed: testkeys.CurveSeed(t)}
 	l.putSecret(p.subject, "infisical-client-secret", secret)
 	l.putSecret(p.subject, "infisical-server-xkey-seed", b.xkeySeed)
 

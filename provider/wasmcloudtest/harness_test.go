@@ -28,6 +28,7 @@ import (
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 )
 
 // Environment variables naming the real tools; `make test-wasmcloud` sets them.
@@ -138,7 +139,7 @@ func startLattice(t *testing.T, o latticeOptions) *lattice {
 	l.nc = natstest.Connect(t, l.natsURL)
 
 	// secrets-nats-kv first: the host asks it for the bootstrap secrets of whatever wadm deploys.
-	l.kvSeeds.encryption, l.kvSeeds.transit = curveSeed(t), curveSeed(t)
+	l.kvSeeds.encryption, l.kvSeeds.transit = testkeys.CurveSeed(t), testkeys.CurveSeed(t)
 	l.natsKV = startProc(t, "secrets-nats-kv", l.kvEnv(), tl.natsKV, l.kvArgs("run")...)
 	l.waitSubject("wasmcloud.secrets.v1alpha1.nats-kv.server_xkey", 30*time.Second)
 
@@ -192,16 +193,6 @@ func (l *lattice) runKV(env []string, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		l.t.Fatalf("secrets-nats-kv %s: %v\n%s", args[0], err, out)
 	}
-}
-
-func curveSeed(t *testing.T) string {
-	t.Helper()
-	kp, err := nkeys.CreateCurveKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := kp.Seed()
-	return string(seed)
 }
 
 func hostPort(t *testing.T, natsURL string) string {
