@@ -1,8 +1,10 @@
-// Command load measures the backend under load in one run: it starts an embedded NATS server, a fake Infisical, the
-// backend (`serve`, in-process) and a baseline responder that does only the protocol's mandatory work, warms the
-// cache, and then, for each number of concurrent clients, alternates between the two for the same time. It prints a
-// markdown table of throughput and latency, the throughput ratio to the baseline, the process's peak RSS and the
-// size of the release binary.
+// Command load measures the backend under load in one run: it starts an embedded NATS server and a fake Infisical, and
+// in processes of their own the backend (`serve`) and a baseline responder that does only the protocol's mandatory
+// work (both from provider/internal/cmd/load/responder); it warms the cache and then, for each number of concurrent
+// clients, alternates between the two for the same time. It prints a markdown table of throughput, CPU time per get
+// (read from each process's /proc stat, so Linux only) and latency, each process's peak RSS, the size of the release
+// binary, and whether the backend meets the goals against the baseline. -benchout writes every round in Go benchmark
+// format for benchstat; -profile takes CPU and allocation profiles and execution traces of both processes.
 //
 // With -storm it measures a deployment storm instead: hosts × components × secrets in folders, several replicas,
 // Infisical rate-limited like its free plan, on a cold cache and then a warm one, with folder prefetch and the
@@ -11,6 +13,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -31,9 +34,6 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/cmd/load/rig"
 )
 
-// goal is the throughput ratio to the baseline the backend should reach.
-const goal = 0.9
-
 func main() { os.Exit(load()) }
 
 // load runs the tool and returns the exit code, so that deferred calls run before the exit.
@@ -43,7 +43,10 @@ func load() int {
 	rounds := flag.Int("rounds", 4, "alternating rounds per target and level, to even out drift")
 	warmup := flag.Int("warmup", 200, "gets per target before measuring")
 	build := flag.Bool("build", true, "build the release binary to report its size")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (NATS server, fake Infisical, clients) to this file")
+	benchOut := flag.String("benchout", "", "also write every round in Go benchmark format (for benchstat) to this file")
+	profileDir := flag.String("profile", "", "after measuring, take CPU and allocation profiles and traces of both processes at each level into this directory")
+	profileFor := flag.Duration("profile-duration", 3*time.Second, "length of each CPU and allocation profile")
 	storm := flag.Bool("storm", false, "measure a deployment storm instead (see the -storm-* flags)")
 	charts := flag.String("charts", "", "run the client levels and the storm, and draw both as SVG charts in this directory")
 	var sc rig.StormConfig
@@ -77,7 +80,8 @@ func load() int {
 		}
 		defer stop()
 	}
-	measured, err := run(os.Stdout, levels, *duration, *rounds, *warmup, *build)
+	measured, err := run(os.Stdout, options{levels: levels, duration: *duration, rounds: *rounds, warmup: *warmup,
+		build: *build, benchOut: *benchOut, profile: *profileDir, profileDuration: *profileFor})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "load: %v\n", err)
 		return 1
@@ -127,6 +131,7 @@ func parseLevels(s string) ([]int, error) {
 type result struct {
 	gets, errors int
 	elapsed      time.Duration
+	cpu          time.Duration // CPU time of the target's process, when measured
 	latencies    []time.Duration
 	firstErr     error
 }
@@ -135,6 +140,7 @@ func (r *result) add(o result) {
 	r.gets += o.gets
 	r.errors += o.errors
 	r.elapsed += o.elapsed
+	r.cpu += o.cpu
 	r.latencies = append(r.latencies, o.latencies...)
 	if r.firstErr == nil {
 		r.firstErr = o.firstErr
@@ -142,6 +148,9 @@ func (r *result) add(o result) {
 }
 
 func (r *result) rate() float64 { return float64(r.gets) / r.elapsed.Seconds() }
+
+// cpuPerGet is the target process's CPU time per successful get.
+func (r *result) cpuPerGet() time.Duration { return r.cpu / time.Duration(max(1, r.gets)) }
 
 // percentile of the sorted latencies, p in [0,1].
 func (r *result) percentile(p float64) time.Duration {
@@ -157,65 +166,198 @@ type level struct {
 	backend, baseline result
 }
 
-func run(out io.Writer, levels []int, duration time.Duration, rounds, warmup int, build bool) ([]level, error) {
-	r, err := rig.Start(io.Discard)
+// Goals of issue 15, checked after every run: the backend's throughput at least throughputGoal of the baseline's at
+// every level, its CPU per get at most cpuGoal of the baseline's, its p99 at the highest level no worse, and its peak
+// resident set at most rssGoal.
+const (
+	throughputGoal = 0.97
+	cpuGoal        = 1.05
+	rssGoal        = 30 << 20
+)
+
+// options are run's flags.
+type options struct {
+	levels            []int
+	duration          time.Duration
+	rounds, warmup    int
+	build             bool
+	benchOut, profile string
+	profileDuration   time.Duration
+}
+
+func run(out io.Writer, o options) ([]level, error) {
+	dir, err := os.MkdirTemp("", "load-")
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	bin, err := rig.BuildResponder(ctx, dir)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	p, err := rig.StartProcs(bin)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	procs := map[string]*rig.Proc{rig.Backend: p.Backend, rig.Baseline: p.Baseline}
 
-	pool := make([]*rig.Client, slices.Max(levels))
+	pool := make([]*rig.Client, slices.Max(o.levels))
 	for i := range pool {
-		if pool[i], err = r.NewClient(); err != nil {
+		if pool[i], err = p.NewClient(); err != nil {
 			return nil, err
 		}
 		defer pool[i].Close()
 	}
 	for _, target := range []string{rig.Backend, rig.Baseline} {
-		if res := measure(pool[:1], target, 0, warmup); res.errors > 0 {
+		if res := measure(pool[:1], target, 0, o.warmup); res.errors > 0 {
 			return nil, fmt.Errorf("warm-up of %s: %d errors, first: %w", target, res.errors, res.firstErr)
 		}
 	}
+	var bench bytes.Buffer
+	fmt.Fprintf(&bench, "goos: %s\ngoarch: %s\npkg: load\ncpu-count: %d\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 
-	fmt.Fprintf(out, "Cache-hit get through the backend vs the protocol-only baseline, same embedded NATS, %s per cell, %s, %d CPUs\n\n",
-		duration, runtime.Version(), runtime.GOMAXPROCS(0))
-	fmt.Fprintln(out, "| clients | backend req/s | baseline req/s | ratio | backend p50 | backend p99 | baseline p50 | baseline p99 |")
-	fmt.Fprintln(out, "|--:|--:|--:|--:|--:|--:|--:|--:|")
-	logRatios, failed := 0.0, 0
+	fmt.Fprintf(out, "Cache-hit get: the backend (`serve`) and the protocol-only baseline, each in its own process, same embedded "+
+		"NATS, %s per cell in %d alternating rounds, %s, %d CPUs\n\n", o.duration, o.rounds, runtime.Version(), runtime.NumCPU())
+	fmt.Fprintln(out, "| clients | backend req/s | baseline req/s | ratio | backend CPU/get | baseline CPU/get | CPU ratio | backend p50 | backend p99 | baseline p50 | baseline p99 |")
+	fmt.Fprintln(out, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	failed := 0
 	var measured []level
-	for _, n := range levels {
-		var backend, baseline result
-		for range rounds {
-			backend.add(measure(pool[:n], rig.Backend, duration/time.Duration(rounds), 0))
-			baseline.add(measure(pool[:n], rig.Baseline, duration/time.Duration(rounds), 0))
+	var verdicts []string
+	for _, n := range o.levels {
+		var l = level{clients: n}
+		for range o.rounds {
+			for _, t := range []struct {
+				name string
+				res  *result
+			}{{rig.Backend, &l.backend}, {rig.Baseline, &l.baseline}} {
+				round, err := measureCPU(pool[:n], t.name, procs[t.name], o.duration/time.Duration(o.rounds))
+				if err != nil {
+					return nil, err
+				}
+				t.res.add(round)
+				fmt.Fprintf(&bench, "BenchmarkCachedGet/clients=%d/target=%s %d %.0f ns/op %.0f cpu-ns/op\n",
+					n, t.name, round.gets, float64(round.elapsed)/float64(max(1, round.gets)), float64(round.cpuPerGet()))
+			}
 		}
-		for _, res := range []*result{&backend, &baseline} {
+		for _, res := range []*result{&l.backend, &l.baseline} {
 			slices.Sort(res.latencies)
 			failed += res.errors
 			if res.errors > 0 {
 				fmt.Fprintf(os.Stderr, "load: %d clients: %d errors, first: %v\n", n, res.errors, res.firstErr)
 			}
 		}
-		measured = append(measured, level{clients: n, backend: backend, baseline: baseline})
-		ratio := backend.rate() / baseline.rate()
-		logRatios += math.Log(ratio)
-		fmt.Fprintf(out, "| %d | %.0f | %.0f | %.2f | %s | %s | %s | %s |\n", n, backend.rate(), baseline.rate(), ratio,
-			ms(backend.percentile(0.5)), ms(backend.percentile(0.99)), ms(baseline.percentile(0.5)), ms(baseline.percentile(0.99)))
+		measured = append(measured, l)
+		ratio := l.backend.rate() / l.baseline.rate()
+		cpuRatio := float64(l.backend.cpuPerGet()) / float64(l.baseline.cpuPerGet())
+		fmt.Fprintf(out, "| %d | %.0f | %.0f | %.3f | %s | %s | %.3f | %s | %s | %s | %s |\n", n, l.backend.rate(), l.baseline.rate(), ratio,
+			us(l.backend.cpuPerGet()), us(l.baseline.cpuPerGet()), cpuRatio,
+			ms(l.backend.percentile(0.5)), ms(l.backend.percentile(0.99)), ms(l.baseline.percentile(0.5)), ms(l.baseline.percentile(0.99)))
+		verdicts = append(verdicts,
+			verdict(ratio >= throughputGoal, fmt.Sprintf("%d clients: throughput %.3f of the baseline's (goal ≥ %.2f)", n, ratio, throughputGoal)),
+			verdict(cpuRatio <= cpuGoal, fmt.Sprintf("%d clients: CPU per get %.3f of the baseline's (goal ≤ %.2f)", n, cpuRatio, cpuGoal)))
 	}
-	overall := math.Exp(logRatios / float64(len(levels)))
-	verdict := "meets"
-	if overall < goal {
-		verdict = "BELOW"
+	last := measured[len(measured)-1]
+	verdicts = append(verdicts, verdict(last.backend.percentile(0.99) <= last.baseline.percentile(0.99),
+		fmt.Sprintf("%d clients: p99 %s against the baseline's %s (goal: no worse)", last.clients,
+			ms(last.backend.percentile(0.99)), ms(last.baseline.percentile(0.99)))))
+	fmt.Fprintln(out)
+	for _, name := range []string{rig.Backend, rig.Baseline} {
+		rss, err := procs[name].PeakRSS()
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "peak RSS of the %s process: %s\n", name, mib(rss))
+		if name == rig.Backend {
+			verdicts = append(verdicts, verdict(rss <= rssGoal, fmt.Sprintf("backend peak RSS %s (goal ≤ %s)", mib(rss), mib(rssGoal))))
+		}
 	}
-	fmt.Fprintf(out, "\nratio to baseline (geometric mean over the levels): %.2f (%s the goal of %.2f)\n", overall, verdict, goal)
-	fmt.Fprintf(out, "peak RSS of this process (NATS server, fake Infisical, backend, baseline and clients): %s\n", peakRSS())
-	if build {
+	if o.build {
 		fmt.Fprintf(out, "binary size (CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'): %s\n", binarySize())
+	}
+	fmt.Fprintln(out)
+	for _, v := range verdicts {
+		fmt.Fprintln(out, v)
+	}
+	if o.benchOut != "" {
+		if err := os.WriteFile(o.benchOut, bench.Bytes(), 0o644); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(out, "\nwrote %s (benchstat format: one line per round; compare targets with `benchstat -col /target %s`)\n", o.benchOut, o.benchOut)
+	}
+	if o.profile != "" {
+		if err := profile(out, pool, procs, o.levels, o.profileDuration, o.profile); err != nil {
+			return nil, err
+		}
 	}
 	if failed > 0 {
 		return nil, fmt.Errorf("%d gets failed", failed)
 	}
 	return measured, nil
+}
+
+func verdict(ok bool, what string) string {
+	if ok {
+		return "meets: " + what
+	}
+	return "BELOW: " + what
+}
+
+// measureCPU is measure for a duration, with the CPU time the target's process spent meanwhile.
+func measureCPU(clients []*rig.Client, target string, proc *rig.Proc, d time.Duration) (result, error) {
+	before, err := proc.CPU()
+	if err != nil {
+		return result{}, err
+	}
+	res := measure(clients, target, d, 0)
+	after, err := proc.CPU()
+	if err != nil {
+		return result{}, err
+	}
+	res.cpu = after - before
+	return res, nil
+}
+
+// profile takes, for each level and each side, a CPU profile, an allocation profile and an execution trace under the
+// same load, into dir.
+func profile(out io.Writer, pool []*rig.Client, procs map[string]*rig.Proc, levels []int, d time.Duration, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, n := range levels {
+		for _, target := range []string{rig.Backend, rig.Baseline} {
+			for _, kind := range []struct{ name, file string }{
+				{"profile", "cpu.pprof"}, {"allocs", "allocs.pprof"}, {"trace", "trace.out"},
+			} {
+				length := d
+				if kind.name == "trace" {
+					length = time.Second // traces grow fast; a second shows the hand-offs
+				}
+				path := filepath.Join(dir, fmt.Sprintf("%s-%d-%s", target, n, kind.file))
+				f, err := os.Create(path)
+				if err != nil {
+					return err
+				}
+				done := make(chan error, 1)
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), length+30*time.Second)
+					defer cancel()
+					done <- procs[target].Profile(ctx, kind.name, length, f)
+				}()
+				// Keep the load on a little longer than the profile, so that it covers load only.
+				measure(pool[:n], target, length+300*time.Millisecond, 0)
+				err = <-done
+				f.Close()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "wrote %s\n", path)
+			}
+		}
+	}
+	return nil
 }
 
 // measure runs one goroutine per client against target until d has passed (or, with d == 0, n gets in all).
@@ -304,27 +446,11 @@ func runStorm(out io.Writer, sc rig.StormConfig) ([]stormRun, error) {
 	return runs, nil
 }
 
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
 func mib(bytes int64) string { return fmt.Sprintf("%.1f MiB", float64(bytes)/(1<<20)) }
-
-// peakRSS reads the high-water mark of the resident set from /proc, or from getrusage where there is no /proc.
-func peakRSS() string {
-	if status, err := os.ReadFile("/proc/self/status"); err == nil {
-		for line := range strings.Lines(string(status)) {
-			if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-				if err == nil {
-					return mib(kb << 10)
-				}
-			}
-		}
-	}
-	if b, ok := maxRSS(); ok {
-		return mib(b)
-	}
-	return "unknown on " + runtime.GOOS
-}
 
 // binarySize builds the release binary into a temporary directory and returns its size.
 func binarySize() string {

@@ -100,14 +100,24 @@ func Start(logs io.Writer) (r *Rig, err error) {
 	if r.baseline, err = StartBaseline(r.baseNC, secrets.DefaultPrefix, Baseline, serverKey); err != nil {
 		return nil, err
 	}
-	if err := r.waitReady(10 * time.Second); err != nil {
+	exited := func() error {
+		select {
+		case code := <-r.served:
+			r.served <- code
+			return fmt.Errorf("the backend exited with %d", code)
+		default:
+			return nil
+		}
+	}
+	if err := waitReady(r.URL, 10*time.Second, exited); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *Rig) waitReady(limit time.Duration) error {
-	nc, err := nats.Connect(r.URL)
+// waitReady waits until both responders answer server_xkey on url; exited reports a responder that has gone.
+func waitReady(url string, limit time.Duration, exited func() error) error {
+	nc, err := nats.Connect(url)
 	if err != nil {
 		return fmt.Errorf("NATS: %w", err)
 	}
@@ -115,11 +125,8 @@ func (r *Rig) waitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for _, name := range []string{Backend, Baseline} {
 		for {
-			select {
-			case code := <-r.served:
-				r.served <- code
-				return fmt.Errorf("the backend exited with %d", code)
-			default:
+			if err := exited(); err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			_, err := secrets.NewClient(nc, secrets.DefaultPrefix, name).ServerXKey(ctx)
@@ -168,12 +175,14 @@ type Client struct {
 }
 
 // NewClient connects a new host that can ask both responders.
-func (r *Rig) NewClient() (*Client, error) {
-	nc, err := nats.Connect(r.URL)
+func (r *Rig) NewClient() (*Client, error) { return connect(r.URL, r.Entity) }
+
+func connect(url string, entity *hostsim.Entity) (*Client, error) {
+	nc, err := nats.Connect(url)
 	if err != nil {
 		return nil, fmt.Errorf("client NATS connection: %w", err)
 	}
-	c := &Client{nc: nc, entity: r.Entity, hosts: map[string]*hostsim.Host{}}
+	c := &Client{nc: nc, entity: entity, hosts: map[string]*hostsim.Host{}}
 	for _, name := range []string{Backend, Baseline} {
 		h, err := hostsim.NewHost(nc, secrets.DefaultPrefix, name)
 		if err != nil {

@@ -1,5 +1,0 @@
-//go:build !unix
-
-package main
-
-func maxRSS() (int64, bool) { return 0, false }
