@@ -45,9 +45,22 @@ func newInstruments() instruments {
 	return instruments{tracer: otel.Tracer(telemetry.InstrumentationName), cacheResults: counter}
 }
 
+// startSpan starts a child span of the request's span, or none when that one does not record: telemetry is off, or
+// the request is not sampled, in which case the SDK's default parent-based sampler would drop the child as well. A
+// cache hit then costs no span.
+func (b *Backend) startSpan(ctx context.Context, name string) (context.Context, trace.Span) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, noSpan
+	}
+	return b.tel.tracer.Start(ctx, name)
+}
+
+// noSpan is a span that records nothing.
+var noSpan = trace.SpanFromContext(context.Background())
+
 // checkAccess asks the policy inside its own span, so that a trace shows who was denied and why.
 func (b *Backend) checkAccess(ctx context.Context, policy *access.Policy, s access.Subject) (bool, string) {
-	_, span := b.tel.tracer.Start(ctx, spanAccess)
+	_, span := b.startSpan(ctx, spanAccess)
 	defer span.End()
 	ok, reason := policy.Check(s)
 	decision := "allowed"
@@ -63,15 +76,32 @@ func (b *Backend) checkAccess(ctx context.Context, policy *access.Policy, s acce
 // miss starts are that span's children. Each lookup also counts towards secrets.cache.results, whose only label is
 // the result: keys would make the metric's cardinality unbounded.
 func cached[V any](b *Backend, ctx context.Context, get func(context.Context) (V, cache.Result, error)) (V, cache.Result, error) {
-	ctx, span := b.tel.tracer.Start(ctx, spanCache)
+	ctx, span := b.startSpan(ctx, spanCache)
 	defer span.End()
 	v, result, err := get(ctx)
 	if result != "" {
 		span.SetAttributes(attrCacheResult.String(string(result)))
-		b.tel.cacheResults.Add(ctx, 1, metric.WithAttributes(attribute.String("result", string(result))))
+		b.tel.cacheResults.Add(ctx, 1, cacheResultSet(result))
 	}
 	if err != nil && !errors.Is(err, infisical.ErrNotFound) {
 		span.SetStatus(codes.Error, err.Error())
 	}
 	return v, result, err
+}
+
+// cacheResultSets are the metric attributes of each cache result, built once: building an attribute set sorts and
+// hashes it, which would cost every lookup an allocation.
+var cacheResultSets = func() map[cache.Result]metric.MeasurementOption {
+	sets := map[cache.Result]metric.MeasurementOption{}
+	for _, r := range []cache.Result{cache.Hit, cache.Miss, cache.Coalesced, cache.Stale} {
+		sets[r] = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", string(r))))
+	}
+	return sets
+}()
+
+func cacheResultSet(r cache.Result) metric.MeasurementOption {
+	if set, ok := cacheResultSets[r]; ok {
+		return set
+	}
+	return metric.WithAttributes(attribute.String("result", string(r)))
 }

@@ -229,6 +229,20 @@ func (c *caches) forget(identity string) {
 	c.missing.DeleteFunc(func(k cacheKey) bool { return k.identity == identity })
 }
 
+// freshInMemory reports whether the memory tier answers key at once: a fresh listing of its folder that holds it
+// (when reading by listing), or a fresh exact read.
+func (c *caches) freshInMemory(key cacheKey, listing bool) bool {
+	if listing {
+		if f, ok := c.folders.Fresh(key.folderKey()); ok {
+			_, held := f.secrets[key.name]
+			return held
+		}
+		return false
+	}
+	_, ok := c.secrets.Fresh(key)
+	return ok
+}
+
 // knownMissing reports whether Infisical said key was not found less than CACHE_NOT_FOUND_TTL ago.
 func (c *caches) knownMissing(key cacheKey) bool {
 	at, _, ok := c.missing.Latest(key)
@@ -249,17 +263,20 @@ var errNotInStaleListing = &infisical.Error{Kind: infisical.KindUnavailable,
 // lookup reads key through the tiers. It returns the value, how the memory tier got it, how long ago a stale value
 // expired, and an error wrapping infisical.ErrNotFound when Infisical says there is no such secret.
 func (b *Backend) lookup(ctx context.Context, c *caches, id *identity, key cacheKey, ref infisical.SecretRef) (infisical.Secret, cache.Result, time.Duration, error) {
-	// Cancelled when the lookup returns, which also ends the stale waits derived from it.
-	waitCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if dl, ok := ctx.Deadline(); ok {
-		waitCtx, cancel = context.WithDeadline(waitCtx, dl.Add(-replyMargin))
-		defer cancel()
-	}
 	if c.knownMissing(key) {
 		return infisical.Secret{}, cache.Hit, 0, infisical.ErrNotFound
 	}
-	if lister, ok := id.upstream.(Lister); ok && c.prefetch && key.version == 0 {
+	lister, listing := id.upstream.(Lister)
+	listing = listing && c.prefetch && key.version == 0
+	// Waits for Infisical end replyMargin before the request's deadline, so that a stale value or an error still
+	// leaves in time. A value fresh in memory needs no wait, so a cache hit, the common case, costs no timer.
+	waitCtx := ctx
+	if dl, ok := ctx.Deadline(); ok && !c.freshInMemory(key, listing) {
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithDeadline(ctx, dl.Add(-replyMargin))
+		defer cancel()
+	}
+	if listing {
 		sec, res, staleFor, err, decided := b.fromFolder(waitCtx, c, lister, key)
 		if decided {
 			if errors.Is(err, infisical.ErrNotFound) && res != cache.Hit {
@@ -277,9 +294,11 @@ func (b *Backend) fromFolder(ctx context.Context, c *caches, lister Lister, key 
 	sec infisical.Secret, res cache.Result, staleFor time.Duration, err error, decided bool) {
 	fk := key.folderKey()
 	var listed atomic.Bool // this caller's fetch listed the folder from Infisical just now
-	f, res, err := cached(b, withStaleWait(ctx, c.folders, fk), func(ctx context.Context) (*folder, cache.Result, error) {
+	staleCtx, cancel := withStaleWait(ctx, c.folders, fk)
+	f, res, err := cached(b, staleCtx, func(ctx context.Context) (*folder, cache.Result, error) {
 		return c.folders.Get(ctx, fk, b.fetchFolder(c, lister, fk, c.ttl, &listed))
 	})
+	cancel()
 	for pass := 0; ; pass++ {
 		if err != nil {
 			return infisical.Secret{}, res, 0, err, true
@@ -309,15 +328,13 @@ func (b *Backend) fromFolder(ctx context.Context, c *caches, lister Lister, key 
 }
 
 // withStaleWait shortens the wait for a refresh when a stale value is there to fall back on: the host fetches
-// secrets one after another, so during an outage every secret would otherwise cost the whole fetch budget.
-func withStaleWait[K comparable, V any](ctx context.Context, c *cache.Cache[K, V], key K) context.Context {
-	if _, _, stale := c.Stale(key); stale {
-		// The cancel is the parent's: the wait ends with the request either way.
-		wctx, cancel := context.WithTimeout(ctx, staleWait)
-		context.AfterFunc(ctx, cancel)
-		return wctx
+// secrets one after another, so during an outage every secret would otherwise cost the whole fetch budget. A fresh
+// value needs no wait, so a cache hit, the common case, costs no timer.
+func withStaleWait[K comparable, V any](ctx context.Context, c *cache.Cache[K, V], key K) (context.Context, context.CancelFunc) {
+	if _, past, stale := c.Stale(key); stale && past > 0 {
+		return context.WithTimeout(ctx, staleWait)
 	}
-	return ctx
+	return ctx, func() {}
 }
 
 // fetchFolder fills a folder's listing for the memory tier: from the shared tier if another replica listed it less
@@ -528,9 +545,11 @@ func (b *Backend) exact(ctx context.Context, c *caches, id *identity, key cacheK
 		c.shared.Put(fctx, skey, encodeRead(r), r.at, c.sharedMaxAge)
 		return r, nil
 	}
-	r, res, err := cached(b, withStaleWait(ctx, c.secrets, key), func(ctx context.Context) (read, cache.Result, error) {
+	staleCtx, cancel := withStaleWait(ctx, c.secrets, key)
+	r, res, err := cached(b, staleCtx, func(ctx context.Context) (read, cache.Result, error) {
 		return c.secrets.Get(ctx, key, fetch)
 	})
+	cancel()
 	if errors.Is(err, infisical.ErrNotFound) {
 		c.rememberMissing(key)
 	}

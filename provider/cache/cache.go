@@ -250,6 +250,9 @@ func (c *Cache[K, V]) fresh(key K, ttl time.Duration) (V, bool) {
 	return zero, false
 }
 
+// Fresh returns key's value if it is younger than the TTL, as Get would without fetching.
+func (c *Cache[K, V]) Fresh(key K) (V, bool) { return c.fresh(key, c.o.TTL) }
+
 // Put stores v for key as read upstream at time at (a time ahead of Now counts as now), e.g. a value another tier
 // held: fresh while younger than the TTL, then a stale fallback like any other.
 func (c *Cache[K, V]) Put(key K, v V, at time.Time) {

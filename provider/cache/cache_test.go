@@ -636,3 +636,22 @@ func TestGetWithin(t *testing.T) {
 		t.Fatalf("GetWithin with a failing fetch = (%q, %s, %v); want the stale value", got, res, err)
 	}
 }
+
+// Fresh answers as Get would without fetching: a value younger than the TTL, and nothing once it is older.
+func TestFresh(t *testing.T) {
+	c, clk := newCache(t, Options[string]{TTL: time.Minute, StaleIfError: time.Hour})
+	if _, ok := c.Fresh("k"); ok {
+		t.Fatal("Fresh found a value never stored")
+	}
+	c.Put("k", "v", clk.Now())
+	if v, ok := c.Fresh("k"); !ok || v != "v" {
+		t.Fatalf("Fresh = %q, %v; want v, true", v, ok)
+	}
+	clk.Advance(time.Minute)
+	if _, ok := c.Fresh("k"); ok {
+		t.Fatal("Fresh answered with a value as old as the TTL")
+	}
+	if _, _, stale := c.Stale("k"); !stale {
+		t.Fatal("the expired value is no longer a stale fallback")
+	}
+}
