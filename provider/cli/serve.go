@@ -20,6 +20,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/sharedcache"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/telemetry"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
 )
 
 const serviceName = "infisical-secrets-provider"
@@ -106,6 +107,14 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	return exitOK
 }
 
+// verifiedTokens is the secrets server's VerifiedTokens for JWT_CACHE.
+func verifiedTokens(s *settings.Settings) int {
+	if s.JWTCache {
+		return wascap.DefaultVerifiedTokens
+	}
+	return -1
+}
+
 // running is a started backend and its secrets server.
 type running struct {
 	log     *slog.Logger
@@ -130,7 +139,7 @@ func startBackend(ctx context.Context, log *slog.Logger, s *settings.Settings, n
 	warnIfOtherReplicaKey(ctx, log, nc, s, kp)
 	srv, err := secrets.NewServer(nc, secrets.ServerConfig{
 		Prefix: s.SubjectPrefix, APIVersion: s.APIVersion, Backend: s.BackendName,
-		XKey: kp, Handler: b, Logger: log,
+		XKey: kp, Handler: b, Logger: log, VerifiedTokens: verifiedTokens(s),
 	})
 	if err != nil {
 		b.Close()

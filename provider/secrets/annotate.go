@@ -10,6 +10,7 @@ import (
 type annotations struct {
 	mu    sync.Mutex
 	attrs []slog.Attr
+	first [8]slog.Attr // holds the attributes of a typical request without another allocation
 }
 
 type annotationsKey struct{}
@@ -29,11 +30,14 @@ func Annotate(ctx context.Context, attrs ...slog.Attr) {
 
 func withAnnotations(ctx context.Context) (context.Context, *annotations) {
 	a := &annotations{}
+	a.attrs = a.first[:0]
 	return context.WithValue(ctx, annotationsKey{}, a), a
 }
 
-func (a *annotations) list() []slog.Attr {
+// appendTo appends the attributes to dst. It copies under the lock: when the timeout reply won, the handler may still
+// be annotating.
+func (a *annotations) appendTo(dst []slog.Attr) []slog.Attr {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return append([]slog.Attr(nil), a.attrs...)
+	return append(dst, a.attrs...)
 }

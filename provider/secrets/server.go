@@ -55,7 +55,10 @@ type ServerConfig struct {
 	Workers                     int           // default 32 concurrent handlers
 	QueueSize                   int           // requests waiting for a worker; default 64 per worker, beyond it "busy"
 	Budget                      time.Duration // default 8s: every reply leaves before it
-	Now                         func() time.Time
+	// VerifiedTokens is how many entity and host JWTs are remembered once their signatures verified (see
+	// wascap.Verifier): 0 takes wascap.DefaultVerifiedTokens, a negative number remembers none.
+	VerifiedTokens int
+	Now            func() time.Time
 }
 
 // Defaults for ServerConfig.
@@ -76,8 +79,14 @@ type Server struct {
 	pub      string
 	log      *slog.Logger
 	tracer   trace.Tracer
-	requests metric.Int64Counter
-	duration metric.Float64Histogram
+	tokens   *wascap.Verifier
+	// getSpanOpts start every get's span, built once; the span starts as the request arrives.
+	getSpanOpts []trace.SpanStartOption
+	requests    metric.Int64Counter
+	duration    metric.Float64Histogram
+	// metricSets holds the attribute set of each operation and outcome seen (metricSet).
+	metricMu   sync.RWMutex
+	metricSets map[metricKey]metric.MeasurementOption
 
 	// replyBy is when the timeout reply leaves; handlerBy is the handler's deadline, earlier so that a handler
 	// that watches its context (for example to serve a stale cached value) still has time to be answered.
@@ -167,6 +176,9 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.VerifiedTokens == 0 {
+		cfg.VerifiedTokens = wascap.DefaultVerifiedTokens
+	}
 	margin := min(250*time.Millisecond, cfg.Budget/4)
 	meter := otel.Meter(telemetry.InstrumentationName)
 	requests, err := meter.Int64Counter("secrets.requests",
@@ -180,12 +192,15 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("secrets server: metric: %w", err)
 	}
 	return &Server{
-		nc:        nc,
-		cfg:       cfg,
-		subjects:  NewSubjects(cfg.Prefix, cfg.APIVersion, cfg.Backend),
-		pub:       pub,
-		log:       cfg.Logger.With("backend", cfg.Backend),
-		tracer:    otel.Tracer(telemetry.InstrumentationName),
+		nc:       nc,
+		cfg:      cfg,
+		subjects: NewSubjects(cfg.Prefix, cfg.APIVersion, cfg.Backend),
+		pub:      pub,
+		log:      cfg.Logger.With("backend", cfg.Backend),
+		tracer:   otel.Tracer(telemetry.InstrumentationName),
+		tokens:   wascap.NewVerifier(cfg.VerifiedTokens),
+		getSpanOpts: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("secrets.backend", cfg.Backend))},
 		requests:  requests,
 		duration:  duration,
 		replyBy:   cfg.Budget - margin,
@@ -193,6 +208,8 @@ func NewServer(nc *nats.Conn, cfg ServerConfig) (*Server, error) {
 		queue:     make(chan *job, cfg.QueueSize),
 		stopped:   make(chan struct{}),
 		pending:   map[*job]struct{}{},
+
+		metricSets: map[metricKey]metric.MeasurementOption{},
 	}, nil
 }
 
@@ -443,9 +460,7 @@ func (j *job) state() (done bool, outcome string, repliedAt time.Time, timedOut 
 func (s *Server) enqueue(msg *nats.Msg) {
 	j := &job{msg: msg, arrived: time.Now()}
 	s.track(j)
-	j.ctx, j.span = s.tracer.Start(telemetry.Extract(context.Background(), msg.Header), "secrets get",
-		trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(j.arrived),
-		trace.WithAttributes(attribute.String("secrets.backend", s.cfg.Backend)))
+	j.ctx, j.span = s.tracer.Start(telemetry.Extract(context.Background(), msg.Header), "secrets get", s.getSpanOpts...)
 	j.timer = time.AfterFunc(s.replyBy, func() { s.timeout(j) })
 	if e, reason := tooLarge(msg); e != nil {
 		s.refuse(j, e, reason)
@@ -593,12 +608,12 @@ func (s *Server) get(ctx context.Context, msg *nats.Msg, info *reqInfo) result {
 	}
 	info.req = req
 	now := s.cfg.Now()
-	entity, err := wascap.ParseEntity(req.Context.EntityJWT, now)
+	entity, err := s.tokens.ParseEntity(req.Context.EntityJWT, now)
 	if err != nil {
 		return bad(KindInvalidEntityJWT, err.Error(), "entity JWT rejected")
 	}
 	info.entity = entity
-	host, err := wascap.ParseHost(req.Context.HostJWT, now)
+	host, err := s.tokens.ParseHost(req.Context.HostJWT, now)
 	if err != nil {
 		return bad(KindInvalidHostJWT, err.Error(), "host JWT rejected")
 	}
@@ -691,39 +706,6 @@ func (s *Server) finish(j *job, info *reqInfo, res result) {
 	}
 	latency := repliedAt.Sub(j.arrived)
 
-	attrs := []slog.Attr{slog.String("op", "get")}
-	spanAttrs := []attribute.KeyValue{attribute.String("secrets.outcome", outcome)}
-	if e := info.entity; e != nil {
-		attrs = append(attrs, slog.String("entity", e.Subject), slog.String("entity_name", e.Name),
-			slog.String("entity_kind", e.Kind.String()), slog.String("issuer", e.Issuer))
-		spanAttrs = append(spanAttrs, attribute.String("secrets.entity.subject", e.Subject),
-			attribute.String("secrets.entity.name", e.Name), attribute.String("secrets.entity.issuer", e.Issuer))
-	}
-	if h := info.host; h != nil {
-		attrs = append(attrs, slog.String("host", h.Subject))
-		spanAttrs = append(spanAttrs, attribute.String("secrets.host", h.Subject))
-	}
-	if r := info.req; r != nil {
-		app := ""
-		if r.Context.Application != nil && r.Context.Application.Name != nil {
-			app = *r.Context.Application.Name
-		}
-		attrs = append(attrs, slog.String("application", app), slog.String("key", r.Key))
-		spanAttrs = append(spanAttrs, attribute.String("secrets.application", app), attribute.String("secrets.key", r.Key))
-		if r.Field != nil {
-			attrs = append(attrs, slog.String("field", *r.Field))
-		}
-		if r.Version != nil {
-			attrs = append(attrs, slog.String("version", *r.Version))
-		}
-	}
-	attrs = append(attrs, slog.String("outcome", outcome), slog.Duration("latency", latency))
-	if info.annotations != nil {
-		for _, a := range info.annotations.list() {
-			attrs = append(attrs, a)
-			spanAttrs = append(spanAttrs, toAttribute(a))
-		}
-	}
 	level := res.level
 	reason := res.reason
 	if timedOut {
@@ -739,25 +721,112 @@ func (s *Server) finish(j *job, info *reqInfo, res result) {
 			reason = fmt.Sprintf("no result within %s; the late result (%s) was dropped", budget, late)
 		}
 	}
-	if reason != "" && outcome != "ok" {
-		attrs = append(attrs, slog.String("reason", reason))
+	var buf [8]slog.Attr
+	annotated := buf[:0]
+	if info.annotations != nil {
+		annotated = info.annotations.appendTo(annotated)
 	}
-	s.log.LogAttrs(j.ctx, level, "secrets get", attrs...)
-
-	j.span.SetAttributes(spanAttrs...)
-	if outcome != "ok" {
-		j.span.SetStatus(codes.Error, outcome)
+	s.logGet(j.ctx, level, info, outcome, latency, annotated, reason)
+	if j.span.IsRecording() {
+		j.span.SetAttributes(spanAttributes(info, outcome, annotated)...)
+		if outcome != "ok" {
+			j.span.SetStatus(codes.Error, outcome)
+		}
 	}
 	j.span.End(trace.WithTimestamp(repliedAt))
 	s.record("get", outcome, latency)
 }
 
+// logGet writes the request's log line. It goes to the handler directly: slog.Logger would also record the caller's
+// program counter, a stack walk per request that no handler here prints.
+func (s *Server) logGet(ctx context.Context, level slog.Level, info *reqInfo, outcome string, latency time.Duration,
+	annotated []slog.Attr, reason string) {
+	h := s.log.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	var buf [24]slog.Attr // enough for every attribute below without growing
+	attrs := append(buf[:0], slog.String("op", "get"))
+	if e := info.entity; e != nil {
+		attrs = append(attrs, slog.String("entity", e.Subject), slog.String("entity_name", e.Name),
+			slog.String("entity_kind", e.Kind.String()), slog.String("issuer", e.Issuer))
+	}
+	if host := info.host; host != nil {
+		attrs = append(attrs, slog.String("host", host.Subject))
+	}
+	if req := info.req; req != nil {
+		attrs = append(attrs, slog.String("application", applicationName(req)), slog.String("key", req.Key))
+		if req.Field != nil {
+			attrs = append(attrs, slog.String("field", *req.Field))
+		}
+		if req.Version != nil {
+			attrs = append(attrs, slog.String("version", *req.Version))
+		}
+	}
+	attrs = append(attrs, slog.String("outcome", outcome), slog.Duration("latency", latency))
+	attrs = append(attrs, annotated...)
+	if reason != "" && outcome != "ok" {
+		attrs = append(attrs, slog.String("reason", reason))
+	}
+	r := slog.NewRecord(time.Now(), level, "secrets get", 0)
+	r.AddAttrs(attrs...)
+	if err := h.Handle(ctx, r); err != nil {
+		return // as slog.Logger does: a handler's failure has nowhere else to go
+	}
+}
+
+// spanAttributes are what the request's span says about it, built only when the span records.
+func spanAttributes(info *reqInfo, outcome string, annotated []slog.Attr) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{attribute.String("secrets.outcome", outcome)}
+	if e := info.entity; e != nil {
+		attrs = append(attrs, attribute.String("secrets.entity.subject", e.Subject),
+			attribute.String("secrets.entity.name", e.Name), attribute.String("secrets.entity.issuer", e.Issuer))
+	}
+	if h := info.host; h != nil {
+		attrs = append(attrs, attribute.String("secrets.host", h.Subject))
+	}
+	if r := info.req; r != nil {
+		attrs = append(attrs, attribute.String("secrets.application", applicationName(r)), attribute.String("secrets.key", r.Key))
+	}
+	for _, a := range annotated {
+		attrs = append(attrs, toAttribute(a))
+	}
+	return attrs
+}
+
+func applicationName(r *Request) string {
+	if r.Context.Application != nil && r.Context.Application.Name != nil {
+		return *r.Context.Application.Name
+	}
+	return ""
+}
+
 func (s *Server) record(op, outcome string, d time.Duration) {
-	set := metric.WithAttributes(attribute.String("operation", op), attribute.String("outcome", outcome))
+	set := s.metricSet(op, outcome)
 	ctx := context.Background()
 	s.requests.Add(ctx, 1, set)
 	s.duration.Record(ctx, d.Seconds(), set)
 }
+
+// metricSet returns the metric attributes of an operation and outcome, built once for each pair: building an
+// attribute set sorts and hashes it, which would cost every request. Operations and outcomes are this package's
+// own constants (error kinds), so the map stays small.
+func (s *Server) metricSet(op, outcome string) metric.MeasurementOption {
+	key := metricKey{op, outcome}
+	s.metricMu.RLock()
+	set, ok := s.metricSets[key]
+	s.metricMu.RUnlock()
+	if ok {
+		return set
+	}
+	set = metric.WithAttributeSet(attribute.NewSet(attribute.String("operation", op), attribute.String("outcome", outcome)))
+	s.metricMu.Lock()
+	s.metricSets[key] = set
+	s.metricMu.Unlock()
+	return set
+}
+
+type metricKey struct{ op, outcome string }
 
 // headerValue looks the header up by its exact spelling first, then in any capitalization: NATS headers are
 // case-sensitive, but old docs spell this one Wasmcloud-Host-Xkey.

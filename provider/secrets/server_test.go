@@ -666,3 +666,43 @@ func TestOversizedRequestsAreRefusedOnArrival(t *testing.T) {
 		}
 	}
 }
+
+// The server remembers verified JWTs (VerifiedTokens), but a remembered entity JWT that has expired since is refused
+// exactly as a new one would be.
+func TestRememberedJWTStillExpires(t *testing.T) {
+	var now atomic.Int64
+	start := time.Now()
+	now.Store(start.UnixNano())
+	h := &testHandler{}
+	f := newFixture(t, h, func(c *ServerConfig) { c.Now = func() time.Time { return time.Unix(0, now.Load()) } })
+	iss, _ := f.id.issuer.PublicKey()
+	expires := start.Add(time.Minute).Unix()
+	expiring, err := wascap.Sign(map[string]any{"jti": "j", "iat": start.Unix(), "exp": expires, "iss": iss,
+		"sub": f.id.entitySub, "wascap": map[string]any{"hash": "AB"}}, f.id.issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := f.id.request("db", "")
+	req.Context.EntityJWT = expiring
+	get := func() string {
+		hdr, data, hk := f.seal(req)
+		reply := f.raw(f.subject("get"), hdr, data)
+		if reply.Header.Get(ResponseXkeyHeader) == "" {
+			return string(reply.Data) // an error reply is plain JSON
+		}
+		return string(f.open(reply, hk))
+	}
+	for range 2 {
+		if got := get(); !strings.Contains(got, `"string_secret":"value-of-db"`) {
+			t.Fatalf("before expiry: %s", got)
+		}
+	}
+	if f.srv.tokens.Len() != 2 {
+		t.Fatalf("the server remembers %d tokens, want the entity and the host JWT", f.srv.tokens.Len())
+	}
+	now.Store(start.Add(2 * time.Minute).UnixNano())
+	want := fmt.Sprintf(`{"error":{"InvalidEntityJWT":"token expired at %s"}}`, time.Unix(expires, 0).UTC().Format(time.RFC3339))
+	if got := get(); got != want {
+		t.Fatalf("after expiry: %s\nwant %s", got, want)
+	}
+}

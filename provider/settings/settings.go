@@ -25,6 +25,7 @@ type Settings struct {
 	CacheTTL, StaleIfError, UpstreamTimeout time.Duration
 	NotFoundTTL                             time.Duration // how long "not found" is remembered (at most CacheTTL)
 	CachePrefetch                           bool          // a miss lists the whole folder
+	JWTCache                                bool          // remember verified entity and host JWTs
 	SharedCache                             bool          // share the cache across replicas in JetStream
 	SharedCacheBucket                       string        // its KV bucket
 

@@ -54,10 +54,13 @@ func Extract(ctx context.Context, h nats.Header) context.Context {
 func propagator() propagation.TextMapPropagator {
 	p := otel.GetTextMapPropagator()
 	if len(p.Fields()) == 0 {
-		return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+		return fallbackPropagator
 	}
 	return p
 }
+
+// fallbackPropagator is built once: Extract runs for every request.
+var fallbackPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 
 func equalFold(a, b string) bool {
 	if len(a) != len(b) {

@@ -263,12 +263,8 @@ func (t *token) verify(kind Kind, name string, now time.Time) (*Claims, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrIssuer, err)
 	}
-	sec := now.Unix()
-	if c.Exp != nil && *c.Exp < sec {
-		return nil, fmt.Errorf("%w at %s", ErrExpired, time.Unix(*c.Exp, 0).UTC().Format(time.RFC3339))
-	}
-	if c.Nbf != nil && now.Add(NotBeforeLeeway).Unix() < *c.Nbf {
-		return nil, fmt.Errorf("%w %s", ErrNotYetValid, time.Unix(*c.Nbf, 0).UTC().Format(time.RFC3339))
+	if err := checkTimes(c.Exp, c.Nbf, now); err != nil {
+		return nil, err
 	}
 	if err := issuer.Verify(t.signed, t.sig); err != nil {
 		return nil, ErrSignature
@@ -292,6 +288,17 @@ func (t *token) verify(kind Kind, name string, now time.Time) (*Claims, error) {
 		out.Revision = int(*c.Revision)
 	}
 	return out, nil
+}
+
+// checkTimes checks expiry and not-before (nil = absent) in wascap's order.
+func checkTimes(expires, notBefore *int64, now time.Time) error {
+	if expires != nil && *expires < now.Unix() {
+		return fmt.Errorf("%w at %s", ErrExpired, time.Unix(*expires, 0).UTC().Format(time.RFC3339))
+	}
+	if notBefore != nil && now.Add(NotBeforeLeeway).Unix() < *notBefore {
+		return fmt.Errorf("%w %s", ErrNotYetValid, time.Unix(*notBefore, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // decodeSegment decodes base64url, tolerating the padding wascap never writes but other JOSE libraries might.
