@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -47,6 +48,9 @@ func load() int {
 	benchOut := flag.String("benchout", "", "also write every round in Go benchmark format (for benchstat) to this file")
 	profileDir := flag.String("profile", "", "after measuring, take CPU and allocation profiles and traces of both processes at each level into this directory")
 	profileFor := flag.Duration("profile-duration", 3*time.Second, "length of each CPU and allocation profile")
+	jwtCache := flag.Bool("jwt-cache", true, "the backend's JWT_CACHE: remember verified JWTs (the baseline verifies both every time)")
+	withOTel := flag.Bool("otel", false, "switch the backend's telemetry on, exporting traces and metrics to a local OTLP sink")
+	backendEnv := flag.String("backend-env", "", "more environment for the backend process, comma-separated K=V (e.g. LOG_LEVEL=warn,GOGC=200), to measure what a setting costs")
 	storm := flag.Bool("storm", false, "measure a deployment storm instead (see the -storm-* flags)")
 	charts := flag.String("charts", "", "run the client levels and the storm, and draw both as SVG charts in this directory")
 	var sc rig.StormConfig
@@ -65,6 +69,10 @@ func load() int {
 		return 0
 	}
 	levels, err := parseLevels(*clients)
+	extraEnv, envErr := parseEnv(*backendEnv)
+	if err == nil {
+		err = envErr
+	}
 	if err == nil && (*duration <= 0 || *rounds <= 0) {
 		err = errors.New("-duration and -rounds must be positive")
 	}
@@ -81,7 +89,7 @@ func load() int {
 		defer stop()
 	}
 	measured, err := run(os.Stdout, options{levels: levels, duration: *duration, rounds: *rounds, warmup: *warmup,
-		build: *build, benchOut: *benchOut, profile: *profileDir, profileDuration: *profileFor})
+		build: *build, benchOut: *benchOut, profile: *profileDir, profileDuration: *profileFor, jwtCache: *jwtCache, backendEnv: extraEnv, otel: *withOTel})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "load: %v\n", err)
 		return 1
@@ -125,6 +133,29 @@ func parseLevels(s string) ([]int, error) {
 		levels = append(levels, n)
 	}
 	return levels, nil
+}
+
+func formatEnv(env map[string]string) string {
+	var kvs []string
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		kvs = append(kvs, k+"="+env[k])
+	}
+	return strings.Join(kvs, " ")
+}
+
+func parseEnv(s string) (map[string]string, error) {
+	env := map[string]string{}
+	for kv := range strings.SplitSeq(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("-backend-env: %q is not K=V", kv)
+		}
+		env[k] = v
+	}
+	return env, nil
 }
 
 // result is one target's measurements at one concurrency level.
@@ -183,6 +214,9 @@ type options struct {
 	build             bool
 	benchOut, profile string
 	profileDuration   time.Duration
+	jwtCache          bool
+	backendEnv        map[string]string
+	otel              bool
 }
 
 func run(out io.Writer, o options) ([]level, error) {
@@ -197,7 +231,17 @@ func run(out io.Writer, o options) ([]level, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := rig.StartProcs(bin)
+	env := map[string]string{"JWT_CACHE": strconv.FormatBool(o.jwtCache)}
+	if o.otel {
+		sink := rig.StartOTLPSink()
+		defer func() {
+			fmt.Fprintf(out, "OTLP exports received: %d\n", sink.Exports.Load())
+			sink.Close()
+		}()
+		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.URL
+	}
+	maps.Copy(env, o.backendEnv)
+	p, err := rig.StartProcs(bin, env)
 	if err != nil {
 		return nil, err
 	}
@@ -216,11 +260,16 @@ func run(out io.Writer, o options) ([]level, error) {
 			return nil, fmt.Errorf("warm-up of %s: %d errors, first: %w", target, res.errors, res.firstErr)
 		}
 	}
+	idle, err := idleCPU(procs, 3*time.Second)
+	if err != nil {
+		return nil, err
+	}
 	var bench bytes.Buffer
 	fmt.Fprintf(&bench, "goos: %s\ngoarch: %s\npkg: load\ncpu-count: %d\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 
 	fmt.Fprintf(out, "Cache-hit get: the backend (`serve`) and the protocol-only baseline, each in its own process, same embedded "+
-		"NATS, %s per cell in %d alternating rounds, %s, %d CPUs\n\n", o.duration, o.rounds, runtime.Version(), runtime.NumCPU())
+		"NATS, %s per cell in %d alternating rounds, backend JWT_CACHE=%t telemetry %s %s, %s, %d CPUs\n\n", o.duration, o.rounds, o.jwtCache,
+		map[bool]string{true: "on", false: "off"}[o.otel], formatEnv(o.backendEnv), runtime.Version(), runtime.NumCPU())
 	fmt.Fprintln(out, "| clients | backend req/s | baseline req/s | ratio | backend CPU/get | baseline CPU/get | CPU ratio | backend p50 | backend p99 | baseline p50 | baseline p99 |")
 	fmt.Fprintln(out, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	failed := 0
@@ -264,6 +313,7 @@ func run(out io.Writer, o options) ([]level, error) {
 		fmt.Sprintf("%d clients: p99 %s against the baseline's %s (goal: no worse)", last.clients,
 			ms(last.backend.percentile(0.99)), ms(last.baseline.percentile(0.99)))))
 	fmt.Fprintln(out)
+	fmt.Fprintf(out, "CPU without load: backend %s, baseline %s (counted in CPU per get above)\n", idle[rig.Backend], idle[rig.Baseline])
 	for _, name := range []string{rig.Backend, rig.Baseline} {
 		rss, err := procs[name].PeakRSS()
 		if err != nil {
@@ -296,6 +346,28 @@ func run(out io.Writer, o options) ([]level, error) {
 		return nil, fmt.Errorf("%d gets failed", failed)
 	}
 	return measured, nil
+}
+
+// idleCPU is the CPU time each process spends per second without load (timers, tickers, the NATS client's pings).
+func idleCPU(procs map[string]*rig.Proc, d time.Duration) (map[string]string, error) {
+	before := map[string]time.Duration{}
+	for name, p := range procs {
+		t, err := p.CPU()
+		if err != nil {
+			return nil, err
+		}
+		before[name] = t
+	}
+	time.Sleep(d)
+	out := map[string]string{}
+	for name, p := range procs {
+		t, err := p.CPU()
+		if err != nil {
+			return nil, err
+		}
+		out[name] = fmt.Sprintf("%.1f ms/s", float64(t-before[name])/float64(time.Millisecond)/d.Seconds())
+	}
+	return out, nil
 }
 
 func verdict(ok bool, what string) string {

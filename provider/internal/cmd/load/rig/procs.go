@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -54,8 +55,8 @@ type Procs struct {
 
 // StartProcs starts NATS, the fake Infisical and both responder processes from bin, and waits until both answer
 // server_xkey. The backend logs at its default level (INFO: one line per get) to a file, as in production a log
-// collector reads it.
-func StartProcs(bin string) (p *Procs, err error) {
+// collector reads it; backendEnv adds settings to its environment.
+func StartProcs(bin string, backendEnv map[string]string) (p *Procs, err error) {
 	p = &Procs{}
 	defer func() {
 		if err != nil {
@@ -89,7 +90,7 @@ func StartProcs(bin string) (p *Procs, err error) {
 	if p.backendLog, err = os.Create(p.backendLogFileName); err != nil {
 		return nil, err
 	}
-	if p.Backend, err = startProc(bin, p.dir, "serve", p.backendLog, map[string]string{
+	env := map[string]string{
 		"INFISICAL_BASE_URL":      p.fake.URL,
 		"INFISICAL_CLIENT_ID":     clientID,
 		"INFISICAL_CLIENT_SECRET": secret,
@@ -98,7 +99,9 @@ func StartProcs(bin string) (p *Procs, err error) {
 		"SERVER_XKEY_SEED":        backendSeed,
 		"TRUSTED_ISSUERS":         p.Entity.IssuerKey(),
 		"BACKEND_NAME":            Backend,
-	}); err != nil {
+	}
+	maps.Copy(env, backendEnv)
+	if p.Backend, err = startProc(bin, p.dir, "serve", p.backendLog, env); err != nil {
 		return nil, err
 	}
 	if p.Baseline, err = startProc(bin, p.dir, "baseline", nil, map[string]string{
