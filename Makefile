@@ -75,10 +75,12 @@ image:
 	  --tag '$(IMAGE)' --version '$(VERSION)' --vendor '$(VENDOR)' --revision "$$(git rev-parse HEAD 2>/dev/null)" \
 	  --out build/$(BIN)-image.tar
 
-## bench: cache-hit get through real NATS vs a protocol-only baseline, latency at 1/8/64 clients, and a deployment storm
+## bench: cache-hit get through real NATS vs a protocol-only baseline (each in its own process: throughput, CPU per get,
+## latency at 1/8/64 clients, peak RSS), with and without the JWT cache, and a deployment storm
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./provider/...
 	$(GO) run ./provider/internal/cmd/load
+	$(GO) run ./provider/internal/cmd/load -jwt-cache=false -build=false
 	$(GO) run ./provider/internal/cmd/load -storm
 
 ## charts: the load tool's client levels and deployment storm as SVG charts in docs/performance (under a minute on 2
