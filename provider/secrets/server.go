@@ -770,9 +770,7 @@ func (s *Server) logGet(ctx context.Context, level slog.Level, info *reqInfo, ou
 	}
 	r := slog.NewRecord(time.Now(), level, "secrets get", 0)
 	r.AddAttrs(attrs...)
-	if err := h.Handle(ctx, r); err != nil {
-		return // as slog.Logger does: a handler's failure has nowhere else to go
-	}
+	_ = h.Handle(ctx, r) // as slog.Logger does: a handler's failure has nowhere else to go
 }
 
 // spanAttributes are what the request's span says about it, built only when the span records.
