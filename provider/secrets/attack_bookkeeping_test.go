@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
 )
 
 // Attacks on the server's bookkeeping per request (log line, span, metrics): a handler that goes on annotating after
@@ -169,4 +171,60 @@ func TestAttackMetricSetsStayBounded(t *testing.T) {
 	if n > maxMetricSets {
 		t.Fatalf("the server keeps %d metric attribute sets, over %d", n, maxMetricSets)
 	}
+}
+
+// Requests from many entities and hosts at once, with the verifier remembering their tokens, each reach the handler
+// with their own claims; a handler that changes the claims it got (metadata bytes included) changes nothing for the
+// next request carrying the same tokens.
+func TestAttackConcurrentRequestsGetTheirOwnClaims(t *testing.T) {
+	h := HandlerFunc(func(ctx context.Context, v *Verified) (*Secret, error) {
+		got := v.Entity.Subject + "/" + v.Host.Subject + "/" + v.Entity.Kind.String() + "/" + string(v.Entity.Metadata)
+		v.Entity.Subject, v.Host.Subject, v.Entity.Kind = "MEVIL", "NEVIL", wascap.KindProvider
+		for i := range v.Entity.Metadata {
+			v.Entity.Metadata[i] = ' '
+		}
+		return &Secret{Version: "1", StringSecret: &got}, nil
+	})
+	f := newFixture(t, h, func(c *ServerConfig) { c.VerifiedTokens = 4 }) // fewer than the tokens: evictions too
+	ids := make([]*identity, 5)
+	for i := range ids {
+		ids[i] = mintIdentity(t)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for g := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				id := ids[(g+i)%len(ids)]
+				sec, err := f.client().Get(testCtx(t), id.request("k", ""))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if want := id.entitySub + "/" + id.hostSub + "/component/" + string(id.entityMeta(t)); *sec.StringSecret != want {
+					errs <- fmt.Errorf("handler saw %s, want %s", *sec.StringSecret, want)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := f.srv.tokens.Len(); n > 4 {
+		t.Errorf("the server remembers %d tokens, over its bound 4", n)
+	}
+}
+
+// entityMeta is the wascap metadata of id's entity JWT, as a full parse gives it.
+func (id *identity) entityMeta(t testing.TB) []byte {
+	c, err := wascap.ParseEntity(id.entityJWT, time.Now())
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	return c.Metadata
 }
