@@ -229,18 +229,27 @@ func (c *caches) forget(identity string) {
 	c.missing.DeleteFunc(func(k cacheKey) bool { return k.identity == identity })
 }
 
-// freshInMemory reports whether the memory tier answers key at once: a fresh listing of its folder that holds it
-// (when reading by listing), or a fresh exact read.
-func (c *caches) freshInMemory(key cacheKey, listing bool) bool {
+// fromMemory answers key from a value fresh in memory: a fresh listing of its folder that holds it (when reading by
+// listing), or a fresh exact read. It is counted and traced as the cache hit it is. The value served is the one
+// found fresh, so nothing decided here can go stale before it is used.
+func (b *Backend) fromMemory(ctx context.Context, c *caches, key cacheKey, listing bool) (infisical.Secret, bool) {
+	var sec infisical.Secret
+	held := false
 	if listing {
 		if f, ok := c.folders.Fresh(key.folderKey()); ok {
-			_, held := f.secrets[key.name]
-			return held
+			sec, held = f.secrets[key.name]
 		}
-		return false
+	} else if r, ok := c.secrets.Fresh(key); ok {
+		sec, held = r.Secret, true
 	}
-	_, ok := c.secrets.Fresh(key)
-	return ok
+	if !held {
+		return infisical.Secret{}, false
+	}
+	_, span := b.startSpan(ctx, spanCache)
+	span.SetAttributes(attrCacheResult.String(string(cache.Hit)))
+	span.End()
+	b.tel.cacheResults.Add(ctx, 1, cacheResultSet(cache.Hit))
+	return sec, true
 }
 
 // knownMissing reports whether Infisical said key was not found less than CACHE_NOT_FOUND_TTL ago.
@@ -268,10 +277,16 @@ func (b *Backend) lookup(ctx context.Context, c *caches, id *identity, key cache
 	}
 	lister, listing := id.upstream.(Lister)
 	listing = listing && c.prefetch && key.version == 0
+	// A value fresh in memory is served as found, with nothing to wait for: a cache hit, the common case, costs no
+	// timer. Deciding "fresh" here and waiting below on the cache's own later check would leave a value that expires
+	// in between waiting for Infisical with neither bound.
+	if sec, ok := b.fromMemory(ctx, c, key, listing); ok {
+		return sec, cache.Hit, 0, nil
+	}
 	// Waits for Infisical end replyMargin before the request's deadline, so that a stale value or an error still
-	// leaves in time. A value fresh in memory needs no wait, so a cache hit, the common case, costs no timer.
+	// leaves in time.
 	waitCtx := ctx
-	if dl, ok := ctx.Deadline(); ok && !c.freshInMemory(key, listing) {
+	if dl, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
 		waitCtx, cancel = context.WithDeadline(ctx, dl.Add(-replyMargin))
 		defer cancel()
@@ -328,10 +343,11 @@ func (b *Backend) fromFolder(ctx context.Context, c *caches, lister Lister, key 
 }
 
 // withStaleWait shortens the wait for a refresh when a stale value is there to fall back on: the host fetches
-// secrets one after another, so during an outage every secret would otherwise cost the whole fetch budget. A fresh
-// value needs no wait, so a cache hit, the common case, costs no timer.
+// secrets one after another, so during an outage every secret would otherwise cost the whole fetch budget. A value
+// still fresh here gets the bound too: it may expire before the cache checks it again (a cache hit never comes here:
+// lookup serves it first).
 func withStaleWait[K comparable, V any](ctx context.Context, c *cache.Cache[K, V], key K) (context.Context, context.CancelFunc) {
-	if _, past, stale := c.Stale(key); stale && past > 0 {
+	if _, _, stale := c.Stale(key); stale {
 		return context.WithTimeout(ctx, staleWait)
 	}
 	return ctx, func() {}

@@ -232,6 +232,7 @@ func needsRestart(prev, next *settings.Settings) []string {
 	check("SERVER_XKEY_SEED", prev.ServerXKeySeed != next.ServerXKeySeed)
 	check("SHARED_CACHE", prev.SharedCache != next.SharedCache)
 	check("SHARED_CACHE_BUCKET", prev.SharedCacheBucket != next.SharedCacheBucket)
+	check("JWT_CACHE", prev.JWTCache != next.JWTCache) // the secrets server's verifier is made once
 	return names
 }
 

@@ -808,7 +808,8 @@ func (s *Server) record(op, outcome string, d time.Duration) {
 
 // metricSet returns the metric attributes of an operation and outcome, built once for each pair: building an
 // attribute set sorts and hashes it, which would cost every request. Operations and outcomes are this package's
-// own constants (error kinds), so the map stays small.
+// own constants (error kinds), so the map stays small; a handler may still return an Error of a kind of its own
+// making, so no more than maxMetricSets are kept, and any other pair is built when recorded.
 func (s *Server) metricSet(op, outcome string) metric.MeasurementOption {
 	key := metricKey{op, outcome}
 	s.metricMu.RLock()
@@ -819,12 +820,18 @@ func (s *Server) metricSet(op, outcome string) metric.MeasurementOption {
 	}
 	set = metric.WithAttributeSet(attribute.NewSet(attribute.String("operation", op), attribute.String("outcome", outcome)))
 	s.metricMu.Lock()
-	s.metricSets[key] = set
+	if len(s.metricSets) < maxMetricSets {
+		s.metricSets[key] = set
+	}
 	s.metricMu.Unlock()
 	return set
 }
 
 type metricKey struct{ op, outcome string }
+
+// maxMetricSets bounds the attribute sets metricSet keeps: room for every operation with every outcome this package
+// produces (3 operations, 13 error kinds, ok and publish_failed).
+const maxMetricSets = 64
 
 // headerValue looks the header up by its exact spelling first, then in any capitalization: NATS headers are
 // case-sensitive, but old docs spell this one Wasmcloud-Host-Xkey.

@@ -135,22 +135,30 @@ type token struct {
 // A token with wascap.vendor and wascap.target_hashes is a provider (wascap tries that first); one with wascap.hash
 // is a component.
 func ParseEntity(tok string, now time.Time) (*Claims, error) {
+	c, _, err := parseEntity(tok, now)
+	return c, err
+}
+
+// times are the expiry and not-before a token states (nil = absent), which Claims keep as 0 when absent.
+type times struct{ exp, nbf *int64 }
+
+func parseEntity(tok string, now time.Time) (*Claims, times, error) {
 	t, err := decode(tok)
 	if err != nil {
-		return nil, err
+		return nil, times{}, err
 	}
 	kind, name, err := entityKind(t.meta)
 	if err != nil {
-		return nil, err
+		return nil, times{}, err
 	}
 	c, err := t.verify(kind, name, now)
 	if err != nil {
-		return nil, err
+		return nil, times{}, err
 	}
 	if err := checkEntitySubject(c); err != nil {
-		return nil, err
+		return nil, times{}, err
 	}
-	return c, nil
+	return c, t.times(), nil
 }
 
 // checkEntitySubject requires the key wash signs each kind of entity for: a module key (M...) for a component, a
@@ -169,20 +177,31 @@ func checkEntitySubject(c *Claims) error {
 // ParseHost verifies a host token, as the host sends in context.host_jwt. The 1.x host signs it with a new random
 // account key on every boot, so a valid signature proves integrity, not identity.
 func ParseHost(tok string, now time.Time) (*Claims, error) {
+	c, _, err := parseHost(tok, now)
+	return c, err
+}
+
+func parseHost(tok string, now time.Time) (*Claims, times, error) {
 	t, err := decode(tok)
 	if err != nil {
-		return nil, err
+		return nil, times{}, err
 	}
 	var name string
 	if t.meta != nil {
 		var m hostMeta
 		if err := strictUnmarshal(t.meta, &m); err != nil {
-			return nil, fmt.Errorf("%w: wascap host metadata: %w", ErrClaims, err)
+			return nil, times{}, fmt.Errorf("%w: wascap host metadata: %w", ErrClaims, err)
 		}
 		name = deref(m.Name)
 	}
-	return t.verify(KindHost, name, now)
+	c, err := t.verify(KindHost, name, now)
+	if err != nil {
+		return nil, times{}, err
+	}
+	return c, t.times(), nil
 }
+
+func (t *token) times() times { return times{exp: t.claims.Exp, nbf: t.claims.Nbf} }
 
 func entityKind(meta json.RawMessage) (Kind, string, error) {
 	if meta == nil {

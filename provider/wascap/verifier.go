@@ -1,6 +1,7 @@
 package wascap
 
 import (
+	"bytes"
 	"sync"
 	"time"
 )
@@ -19,7 +20,14 @@ type Verifier struct {
 	max int
 
 	mu      sync.Mutex
-	entries map[verifiedKey]*Claims
+	entries map[verifiedKey]*verified
+}
+
+// verified is a remembered token: its claims, and its expiry and not-before as the token states them (nil = absent;
+// Claims keep an absent time as 0, which is also a time a token may state).
+type verified struct {
+	claims Claims
+	times  times
 }
 
 // MaxRememberedToken is the longest token a Verifier keeps; real wascap tokens are about 1 KiB.
@@ -36,51 +44,58 @@ type verifiedKey struct {
 // NewVerifier returns a Verifier that remembers up to maxTokens verified tokens; 0 or less remembers none, so every
 // call verifies in full.
 func NewVerifier(maxTokens int) *Verifier {
-	return &Verifier{max: max(maxTokens, 0), entries: map[verifiedKey]*Claims{}}
+	return &Verifier{max: max(maxTokens, 0), entries: map[verifiedKey]*verified{}}
 }
 
 // ParseEntity is ParseEntity, remembering the token once it verified.
 func (v *Verifier) ParseEntity(tok string, now time.Time) (*Claims, error) {
-	return v.parse(verifiedKey{token: tok}, now, ParseEntity)
+	return v.parse(verifiedKey{token: tok}, now, parseEntity)
 }
 
 // ParseHost is ParseHost, remembering the token once it verified.
 func (v *Verifier) ParseHost(tok string, now time.Time) (*Claims, error) {
-	return v.parse(verifiedKey{host: true, token: tok}, now, ParseHost)
+	return v.parse(verifiedKey{host: true, token: tok}, now, parseHost)
 }
 
-func (v *Verifier) parse(key verifiedKey, now time.Time, parse func(string, time.Time) (*Claims, error)) (*Claims, error) {
+func (v *Verifier) parse(key verifiedKey, now time.Time, parse func(string, time.Time) (*Claims, times, error)) (*Claims, error) {
 	if v.max == 0 || len(key.token) > MaxRememberedToken {
-		return parse(key.token, now)
+		c, _, err := parse(key.token, now)
+		return c, err
 	}
 	v.mu.Lock()
-	c, ok := v.entries[key]
+	e, ok := v.entries[key]
 	v.mu.Unlock()
 	if ok {
-		if err := checkTimes(present(c.Expires), present(c.NotBefore), now); err != nil {
+		if err := checkTimes(e.times.exp, e.times.nbf, now); err != nil {
 			v.mu.Lock()
 			delete(v.entries, key)
 			v.mu.Unlock()
 			return nil, err
 		}
-		copied := *c // each caller gets its own Claims, as from a full parse
-		return &copied, nil
+		return e.claims.copy(), nil // each caller gets its own Claims, as from a full parse
 	}
-	c, err := parse(key.token, now)
+	c, ts, err := parse(key.token, now)
 	if err != nil {
 		return nil, err
 	}
-	kept := *c
+	kept := &verified{claims: *c.copy(), times: ts}
 	v.mu.Lock()
-	if len(v.entries) >= v.max {
+	if _, held := v.entries[key]; !held && len(v.entries) >= v.max {
 		for k := range v.entries { // an arbitrary entry: map iteration starts at a random one
 			delete(v.entries, k)
 			break
 		}
 	}
-	v.entries[key] = &kept
+	v.entries[key] = kept
 	v.mu.Unlock()
 	return c, nil
+}
+
+// copy is c with metadata of its own, so that no caller can change what another gets.
+func (c *Claims) copy() *Claims {
+	out := *c
+	out.Metadata = bytes.Clone(c.Metadata)
+	return &out
 }
 
 // Len is how many tokens are remembered.
@@ -88,14 +103,4 @@ func (v *Verifier) Len() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return len(v.entries)
-}
-
-// present is the pointer checkTimes takes for a time Claims keeps as 0 when absent. A token whose expiry or
-// not-before really was 0 is never remembered differently: an expiry of 0 fails its first check, and a not-before of
-// 0 passes every check.
-func present(t int64) *int64 {
-	if t == 0 {
-		return nil
-	}
-	return &t
 }
