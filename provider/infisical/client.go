@@ -261,8 +261,6 @@ func (c *Client) Healthy() error {
 	return c.lastErr
 }
 
-// Close stops the background refresh. Calls already abandoned after a timeout may still be running in the SDK;
-// the transport ends them UpstreamTimeout + lateGrace after they started.
 // Retire stops the background token refresh of a client that another one replaces, while reads already running on
 // it finish; Close it once they have. A retired client never logs in on its own, so a rotated credential is not
 // tried again behind the new client's back.
@@ -275,6 +273,9 @@ func (c *Client) Retire() {
 	}
 }
 
+// Close stops the background refresh and any login in flight, and drops idle connections. Calls already abandoned
+// after a timeout may still be running in the SDK; the transport ends them UpstreamTimeout + lateGrace after they
+// started.
 func (c *Client) Close() {
 	c.cancel()
 	c.idle.CloseIdleConnections()
