@@ -17,10 +17,24 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/sharedcache"
 )
 
-// Upstream is what the backend needs from Infisical.
+// Upstream is one identity's Infisical client, as the backend uses it. *infisical.Client is the real one; one that
+// also lists folders (Lister) serves prefetch.
 type Upstream interface {
 	GetSecret(ctx context.Context, ref infisical.SecretRef) (infisical.Secret, error)
+	// Login logs in now unless a usable token is at hand (Warmup, so bad credentials show at start).
+	Login(ctx context.Context) error
+	// Healthy returns the last login's error: nil when it succeeded or none was tried yet (Health).
+	Healthy() error
+	// Retire stops the background work of a client that another one replaces; reads running on it go on.
+	Retire()
+	// Close releases the client once no read uses it any more.
+	Close()
 }
+
+var (
+	_ Upstream = (*infisical.Client)(nil)
+	_ Lister   = (*infisical.Client)(nil)
+)
 
 // Dialer makes the upstream client for one identity's settings.
 type Dialer func(settings.Infisical) (Upstream, error)
@@ -32,7 +46,7 @@ const replyMargin = 400 * time.Millisecond
 // Config is what New needs.
 type Config struct {
 	Settings *settings.Settings
-	Dial     Dialer // defaults to Dial(Settings.UpstreamTimeout, Logger)
+	Dial     Dialer // nil = real Infisical clients (NewClient) that share one rate-limit budget
 	Logger   *slog.Logger
 	Now      func() time.Time
 	// Shared is the cache tier replicas share (JetStream); nil keeps the cache in this process.
@@ -124,7 +138,7 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	}
 	b.mu.Unlock()
 	if def != old && old != nil {
-		retire(old.upstream)
+		b.retire(old.upstream)
 	}
 	if policy.TrustsNobody() {
 		b.log.Error("no trusted issuers: every get is answered Unauthorized; set TRUSTED_ISSUERS to the account " +
@@ -167,11 +181,9 @@ const retireAfter = 10 * time.Second
 
 // retire stops a replaced client's background work at once and closes it once the fetches that may still use it
 // are over.
-func retire(u Upstream) {
-	if r, ok := u.(interface{ Retire() }); ok {
-		r.Retire()
-	}
-	time.AfterFunc(retireAfter, func() { closeUpstream(u) })
+func (b *Backend) retire(u Upstream) {
+	u.Retire()
+	time.AfterFunc(retireAfter, u.Close)
 }
 
 // Settings returns the settings in force.
@@ -265,7 +277,7 @@ func (b *Backend) swapTenant(app string, next *identity) bool {
 	if !inUse {
 		c.forget(old.id)
 	}
-	retire(old.upstream)
+	b.retire(old.upstream)
 	return true
 }
 
@@ -287,18 +299,12 @@ func (b *Backend) Close() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.defaults != nil {
-		closeUpstream(b.defaults.upstream)
+		b.defaults.upstream.Close()
 	}
 	for _, t := range b.tenants {
 		if t.upstream != nil {
-			closeUpstream(t.upstream)
+			t.upstream.Close()
 		}
-	}
-}
-
-func closeUpstream(u Upstream) {
-	if c, ok := u.(interface{ Close() }); ok {
-		c.Close()
 	}
 }
 
@@ -308,11 +314,7 @@ func (b *Backend) Warmup(ctx context.Context) {
 	b.mu.RLock()
 	def := b.defaults
 	b.mu.RUnlock()
-	l, ok := def.upstream.(interface{ Login(context.Context) error })
-	if !ok {
-		return
-	}
-	if err := l.Login(ctx); err != nil {
+	if err := def.upstream.Login(ctx); err != nil {
 		b.log.Error("Infisical login failed at start; requests will fail until it succeeds (check the INFISICAL_* settings, "+
 			"or run `infisical-secrets-provider check`)", "error", err.Error())
 		return
@@ -329,10 +331,8 @@ func (b *Backend) Health(ctx context.Context) (bool, string) {
 	if policy.TrustsNobody() {
 		return false, "no trusted issuers: set TRUSTED_ISSUERS"
 	}
-	if h, ok := def.upstream.(interface{ Healthy() error }); ok {
-		if err := h.Healthy(); err != nil && c.len() == 0 {
-			return false, "Infisical is failing and nothing is cached: " + err.Error()
-		}
+	if err := def.upstream.Healthy(); err != nil && c.len() == 0 {
+		return false, "Infisical is failing and nothing is cached: " + err.Error()
 	}
 	return true, "healthy"
 }

@@ -50,7 +50,7 @@ func readAs(t *testing.T, s settings.Infisical) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t.Cleanup(func() { closeUpstream(up) })
+	t.Cleanup(up.Close)
 	ref, err := ResolveRef(s, "DB_PASSWORD")
 	if err != nil {
 		t.Fatal(err)
