@@ -90,6 +90,16 @@ type Backend struct {
 	defaults  *identity
 	tenants   map[string]*identity // by exact application name, as requests carry it
 	caches    *caches
+	// retired are replaced clients waiting for the fetches that may still use them to end, so that Close can close
+	// them too; closed makes later retirements close at once.
+	retired map[*retiredClient]struct{}
+	closed  bool
+}
+
+// retiredClient is a replaced client and the timer that closes it.
+type retiredClient struct {
+	upstream Upstream
+	timer    *time.Timer
 }
 
 // New validates the settings and prepares the provider-level identity (no network call yet: logins are lazy).
@@ -98,7 +108,7 @@ func New(cfg Config) (*Backend, error) {
 		return nil, errors.New("backend: settings are required")
 	}
 	b := &Backend{log: cfg.Logger, dial: cfg.Dial, now: cfg.Now, tenants: map[string]*identity{}, tel: newInstruments(),
-		shared: cfg.Shared}
+		shared: cfg.Shared, retired: map[*retiredClient]struct{}{}}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -180,10 +190,27 @@ func (b *Backend) newIdentity(label string, s settings.Infisical, timeout time.D
 const retireAfter = 10 * time.Second
 
 // retire stops a replaced client's background work at once and closes it once the fetches that may still use it
-// are over.
+// are over, or when the backend closes, whichever comes first.
 func (b *Backend) retire(u Upstream) {
 	u.Retire()
-	time.AfterFunc(retireAfter, u.Close)
+	r := &retiredClient{upstream: u}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		u.Close()
+		return
+	}
+	b.retired[r] = struct{}{}
+	r.timer = time.AfterFunc(retireAfter, func() {
+		b.mu.Lock()
+		_, waiting := b.retired[r]
+		delete(b.retired, r)
+		b.mu.Unlock()
+		if waiting { // else Close took it
+			u.Close()
+		}
+	})
+	b.mu.Unlock()
 }
 
 // Settings returns the settings in force.
@@ -294,17 +321,27 @@ func (b *Backend) identityInUse(id string) bool {
 	return false
 }
 
-// Close releases every upstream client.
+// Close releases every upstream client: the ones in use and the retired ones still waiting to be closed.
 func (b *Backend) Close() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.closed = true
+	var clients []Upstream
 	if b.defaults != nil {
-		b.defaults.upstream.Close()
+		clients = append(clients, b.defaults.upstream)
 	}
 	for _, t := range b.tenants {
 		if t.upstream != nil {
-			t.upstream.Close()
+			clients = append(clients, t.upstream)
 		}
+	}
+	for r := range b.retired {
+		r.timer.Stop()
+		clients = append(clients, r.upstream)
+	}
+	clear(b.retired)
+	b.mu.Unlock()
+	for _, u := range clients {
+		u.Close()
 	}
 }
 
