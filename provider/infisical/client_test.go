@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -711,6 +712,25 @@ func TestSecretNamesAreEscaped(t *testing.T) {
 		wantKind(t, err, KindBadRequest, "may not contain")
 		if fake.Reads() != before {
 			t.Fatalf("%q was sent to Infisical", name)
+		}
+	}
+}
+
+// Credentials printed or logged by mistake show the method and the identity hash, never a secret.
+func TestCredentialsNeverPrintSecrets(t *testing.T) {
+	t.Parallel()
+	c := Credentials{ClientID: "client-id", ClientSecret: "the-client-secret", OIDCToken: "the-oidc-token",
+		JWT: "the-jwt", AccessToken: "the-access-token"}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("login", "credentials", c)
+	for _, out := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), logged.String()} {
+		for _, secret := range []string{"the-client-secret", "the-oidc-token", "the-jwt", "the-access-token"} {
+			if strings.Contains(out, secret) {
+				t.Fatalf("%q shows %s", out, secret)
+			}
+		}
+		if !strings.Contains(out, "universal-auth identity "+c.Identity()) {
+			t.Fatalf("%q does not name the method and identity", out)
 		}
 	}
 }

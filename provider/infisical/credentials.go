@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -152,6 +153,12 @@ func (c Credentials) Identity() string {
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
+
+// String names the credentials by method and Identity, so that printing them never shows a secret.
+func (c Credentials) String() string { return string(c.method()) + " identity " + c.Identity() }
+
+// LogValue is String for slog.
+func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // login logs in on client (a fresh SDK client nobody else uses) with the chosen method.
 func (c Credentials) login(client sdk.InfisicalClientInterface) (sdk.MachineIdentityCredential, error) {

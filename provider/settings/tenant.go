@@ -35,8 +35,8 @@ func LinkSettings() []string {
 // LoadTenant reads a link's settings (its target config and secrets) over the provider's Infisical settings. It
 // refuses, naming each, every setting outside the link allow-list (LinkSettings), a file path, an identity that is
 // incomplete, and an ambient login (infisical.Method.Ambient: the provider's platform identity, not anything a link
-// brings) unless the provider's TENANT_AMBIENT_AUTH allows it, and then
-// only to the provider's own INFISICAL_BASE_URL and CA.
+// brings) unless the provider's TENANT_AMBIENT_AUTH allows it, and then only to the provider's own
+// INFISICAL_BASE_URL and CA.
 func LoadTenant(src Source, provider *Settings) (Tenant, error) {
 	problems := refusedLinkSettings(src)
 	own := setsAny(src, linkIdentity)
