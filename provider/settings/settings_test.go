@@ -456,7 +456,7 @@ func TestAuthMethodRequirements(t *testing.T) {
 					t.Fatal(err)
 				}
 				if s.Infisical.Method != tt.method {
-					t.Fatalf("AuthMethod = %q", s.Infisical.Method)
+					t.Fatalf("Method = %q", s.Infisical.Method)
 				}
 				return
 			}
