@@ -17,10 +17,24 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/sharedcache"
 )
 
-// Upstream is what the backend needs from Infisical.
+// Upstream is one identity's Infisical client, as the backend uses it. *infisical.Client is the real one; one that
+// also lists folders (Lister) serves prefetch.
 type Upstream interface {
 	GetSecret(ctx context.Context, ref infisical.SecretRef) (infisical.Secret, error)
+	// Login logs in now unless a usable token is at hand (Warmup, so bad credentials show at start).
+	Login(ctx context.Context) error
+	// Healthy returns the last login's error: nil when it succeeded or none was tried yet (Health).
+	Healthy() error
+	// Retire stops the background work of a client that another one replaces; reads running on it go on.
+	Retire()
+	// Close releases the client once no read uses it any more.
+	Close()
 }
+
+var (
+	_ Upstream = (*infisical.Client)(nil)
+	_ Lister   = (*infisical.Client)(nil)
+)
 
 // Dialer makes the upstream client for one identity's settings.
 type Dialer func(settings.Infisical) (Upstream, error)
@@ -32,7 +46,7 @@ const replyMargin = 400 * time.Millisecond
 // Config is what New needs.
 type Config struct {
 	Settings *settings.Settings
-	Dial     Dialer // defaults to Dial(Settings.UpstreamTimeout, Logger)
+	Dial     Dialer // nil = real Infisical clients (NewClient) that share one rate-limit budget
 	Logger   *slog.Logger
 	Now      func() time.Time
 	// Shared is the cache tier replicas share (JetStream); nil keeps the cache in this process.
@@ -76,6 +90,16 @@ type Backend struct {
 	defaults  *identity
 	tenants   map[string]*identity // by exact application name, as requests carry it
 	caches    *caches
+	// retired are replaced clients waiting for the fetches that may still use them to end, so that Close can close
+	// them too; closed makes later retirements close at once.
+	retired map[*retiredClient]struct{}
+	closed  bool
+}
+
+// retiredClient is a replaced client and the timer that closes it.
+type retiredClient struct {
+	upstream Upstream
+	timer    *time.Timer
 }
 
 // New validates the settings and prepares the provider-level identity (no network call yet: logins are lazy).
@@ -84,7 +108,7 @@ func New(cfg Config) (*Backend, error) {
 		return nil, errors.New("backend: settings are required")
 	}
 	b := &Backend{log: cfg.Logger, dial: cfg.Dial, now: cfg.Now, tenants: map[string]*identity{}, tel: newInstruments(),
-		shared: cfg.Shared}
+		shared: cfg.Shared, retired: map[*retiredClient]struct{}{}}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -124,7 +148,7 @@ func (b *Backend) Reconfigure(s *settings.Settings) error {
 	}
 	b.mu.Unlock()
 	if def != old && old != nil {
-		retire(old.upstream)
+		b.retire(old.upstream)
 	}
 	if policy.TrustsNobody() {
 		b.log.Error("no trusted issuers: every get is answered Unauthorized; set TRUSTED_ISSUERS to the account " +
@@ -166,12 +190,27 @@ func (b *Backend) newIdentity(label string, s settings.Infisical, timeout time.D
 const retireAfter = 10 * time.Second
 
 // retire stops a replaced client's background work at once and closes it once the fetches that may still use it
-// are over.
-func retire(u Upstream) {
-	if r, ok := u.(interface{ Retire() }); ok {
-		r.Retire()
+// are over, or when the backend closes, whichever comes first.
+func (b *Backend) retire(u Upstream) {
+	u.Retire()
+	r := &retiredClient{upstream: u}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		u.Close()
+		return
 	}
-	time.AfterFunc(retireAfter, func() { closeUpstream(u) })
+	b.retired[r] = struct{}{}
+	r.timer = time.AfterFunc(retireAfter, func() {
+		b.mu.Lock()
+		_, waiting := b.retired[r]
+		delete(b.retired, r)
+		b.mu.Unlock()
+		if waiting { // else Close took it
+			u.Close()
+		}
+	})
+	b.mu.Unlock()
 }
 
 // Settings returns the settings in force.
@@ -265,7 +304,7 @@ func (b *Backend) swapTenant(app string, next *identity) bool {
 	if !inUse {
 		c.forget(old.id)
 	}
-	retire(old.upstream)
+	b.retire(old.upstream)
 	return true
 }
 
@@ -282,23 +321,27 @@ func (b *Backend) identityInUse(id string) bool {
 	return false
 }
 
-// Close releases every upstream client.
+// Close releases every upstream client: the ones in use and the retired ones still waiting to be closed.
 func (b *Backend) Close() {
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.closed = true
+	var clients []Upstream
 	if b.defaults != nil {
-		closeUpstream(b.defaults.upstream)
+		clients = append(clients, b.defaults.upstream)
 	}
 	for _, t := range b.tenants {
 		if t.upstream != nil {
-			closeUpstream(t.upstream)
+			clients = append(clients, t.upstream)
 		}
 	}
-}
-
-func closeUpstream(u Upstream) {
-	if c, ok := u.(interface{ Close() }); ok {
-		c.Close()
+	for r := range b.retired {
+		r.timer.Stop()
+		clients = append(clients, r.upstream)
+	}
+	clear(b.retired)
+	b.mu.Unlock()
+	for _, u := range clients {
+		u.Close()
 	}
 }
 
@@ -308,11 +351,7 @@ func (b *Backend) Warmup(ctx context.Context) {
 	b.mu.RLock()
 	def := b.defaults
 	b.mu.RUnlock()
-	l, ok := def.upstream.(interface{ Login(context.Context) error })
-	if !ok {
-		return
-	}
-	if err := l.Login(ctx); err != nil {
+	if err := def.upstream.Login(ctx); err != nil {
 		b.log.Error("Infisical login failed at start; requests will fail until it succeeds (check the INFISICAL_* settings, "+
 			"or run `infisical-secrets-provider check`)", "error", err.Error())
 		return
@@ -329,10 +368,8 @@ func (b *Backend) Health(ctx context.Context) (bool, string) {
 	if policy.TrustsNobody() {
 		return false, "no trusted issuers: set TRUSTED_ISSUERS"
 	}
-	if h, ok := def.upstream.(interface{ Healthy() error }); ok {
-		if err := h.Healthy(); err != nil && c.len() == 0 {
-			return false, "Infisical is failing and nothing is cached: " + err.Error()
-		}
+	if err := def.upstream.Healthy(); err != nil && c.len() == 0 {
+		return false, "Infisical is failing and nothing is cached: " + err.Error()
 	}
 	return true, "healthy"
 }

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,41 +38,25 @@ type at struct{ environment, folder, name string }
 
 func (a at) key() string { return joinKey(a.folder, a.name) }
 
-// Get implements secrets.Handler.
+// Get implements secrets.Handler: it resolves the request to an identity and a key, asks the access policy, fetches
+// the value (its origin and references checked as well), and shapes the reply as the request asks.
 func (b *Backend) Get(ctx context.Context, v *secrets.Verified) (*secrets.Secret, error) {
-	l, err := b.prepare(ctx, v)
+	l, err := b.resolve(ctx, v)
 	if err != nil {
 		return nil, err
 	}
 	if err := b.authorize(ctx, l.policy, l.subject, v); err != nil {
 		return nil, err
 	}
-	asked := at{l.subject.Environment, l.folder, l.name}
-	sec, err := b.read(ctx, l, asked, l.version, l.opts.includeImports)
-	if err != nil {
-		return nil, b.upstreamFailure(ctx, asked.key(), err)
-	}
-	origin, err := b.checkOrigin(ctx, l, asked, sec)
+	value, version, err := b.fetch(ctx, l)
 	if err != nil {
 		return nil, err
 	}
-	value := sec.Value
-	if l.opts.expandReferences {
-		if value, err = b.expand(ctx, l, origin, value); err != nil {
-			return nil, err
-		}
-	}
-	if f := v.Request.Field; f != nil && *f != "" {
-		if value, err = selectField(value, *f); err != nil {
-			b.log.Info("secret field not found", "key", asked.key(), "field", *f, "reason", err.Error())
-			return nil, secrets.NewError(secrets.KindSecretNotFound, "")
-		}
-	}
-	return buildSecret(value, sec.Version, l.opts.base64)
+	return b.shape(l, value, version)
 }
 
-// prepare validates the request and resolves its identity, project, environment and key.
-func (b *Backend) prepare(ctx context.Context, v *secrets.Verified) (*lookup, error) {
+// resolve validates the request and resolves its identity, project, environment and key.
+func (b *Backend) resolve(ctx context.Context, v *secrets.Verified) (*lookup, error) {
 	opts, err := parseOptions(v.Policy.Properties)
 	if err != nil {
 		return nil, err
@@ -84,42 +69,51 @@ func (b *Backend) prepare(ctx context.Context, v *secrets.Verified) (*lookup, er
 		secrets.Annotate(ctx, slog.String("detail", err.Error()))
 		return nil, secrets.NewError(secrets.KindInvalidRequest, "")
 	}
-	var alike string
-	b.mu.RLock()
-	l.policy, l.caches, l.overrides, l.id = b.policy, b.caches, b.overrides, b.defaults
-	if t, ok := b.tenants[v.Application]; ok && v.Application != "" {
-		l.id = t
-	} else if v.Application != "" {
-		alike = b.tenantAlike(v.Application)
-	}
-	b.mu.RUnlock()
-	if alike != "" {
-		b.log.Warn("application served by the provider's identity, though a tenant link serves an application whose name "+
-			"normalizes alike; if that link is this application's, set APPLICATION to this application's exact name on it",
-			"application", v.Application, "tenant", alike)
-	}
+	b.serveAs(l, v.Application)
 	if l.id.refused != "" {
 		secrets.Annotate(ctx, slog.String("identity", l.id.label), slog.String("detail", l.id.refused))
 		return nil, secrets.NewError(secrets.KindUpstreamError, fmt.Sprintf(
 			"the tenant link of application %s was refused (%s); the provider's log names the problem", l.id.label, l.id.refused))
 	}
-	inf := l.id.settings
-	if err := checkOverrides(opts, inf, l.overrides); err != nil {
+	if err := b.locate(ctx, l); err != nil {
 		return nil, err
 	}
-	project, environment, base := inf.ProjectID, inf.Environment, inf.SecretPath
-	if opts.projectID != "" {
-		project = opts.projectID
+	return l, nil
+}
+
+// serveAs takes what serves application app from the settings in force: the policy, the caches, the overrides, and
+// the identity (app's tenant's, else the provider's).
+func (b *Backend) serveAs(l *lookup, app string) {
+	var alike string
+	b.mu.RLock()
+	l.policy, l.caches, l.overrides, l.id = b.policy, b.caches, b.overrides, b.defaults
+	if t, ok := b.tenants[app]; ok && app != "" {
+		l.id = t
+	} else if app != "" {
+		alike = b.tenantAlike(app)
 	}
-	if opts.environment != "" {
-		environment = opts.environment
+	b.mu.RUnlock()
+	if alike != "" {
+		b.log.Warn("application served by the provider's identity, though a tenant link serves an application whose name "+
+			"normalizes alike; if that link is this application's, set APPLICATION to this application's exact name on it",
+			"application", app, "tenant", alike)
 	}
-	if opts.secretPath != "" {
-		base = opts.secretPath
+}
+
+// locate sets where the lookup reads: the identity's project, environment and folder, as far as the policy may move
+// them, and the key's folder and name there.
+func (b *Backend) locate(ctx context.Context, l *lookup) error {
+	inf, v := l.id.settings, l.v
+	if err := checkOverrides(l.opts, inf, l.overrides); err != nil {
+		return err
 	}
+	project := cmp.Or(l.opts.projectID, inf.ProjectID)
+	environment := cmp.Or(l.opts.environment, inf.Environment)
+	base := cmp.Or(l.opts.secretPath, inf.SecretPath)
+	var err error
 	if l.folder, l.name, err = resolveKey(base, v.Request.Key); err != nil {
 		secrets.Annotate(ctx, slog.String("detail", err.Error()))
-		return nil, secrets.NewError(secrets.KindInvalidRequest, "")
+		return secrets.NewError(secrets.KindInvalidRequest, "")
 	}
 	l.subject = access.Subject{
 		Issuer: v.Entity.Issuer, Subject: v.Entity.Subject, Name: v.Entity.Name, Application: v.Application,
@@ -127,7 +121,40 @@ func (b *Backend) prepare(ctx context.Context, v *secrets.Verified) (*lookup, er
 	}
 	secrets.Annotate(ctx, slog.String("identity", l.id.label), slog.String("project", project),
 		slog.String("environment", environment), slog.String("path", l.subject.Key))
-	return l, nil
+	return nil
+}
+
+// fetch reads the secret the lookup asks for and returns its value, with its references expanded when asked (each
+// reference, and an imported value's origin, checked against the policy), and its version.
+func (b *Backend) fetch(ctx context.Context, l *lookup) (string, int, error) {
+	asked := at{l.subject.Environment, l.folder, l.name}
+	sec, err := b.read(ctx, l, asked, l.version, l.opts.includeImports)
+	if err != nil {
+		return "", 0, b.upstreamFailure(ctx, asked.key(), err)
+	}
+	origin, err := b.checkOrigin(ctx, l, asked, sec)
+	if err != nil {
+		return "", 0, err
+	}
+	value := sec.Value
+	if l.opts.expandReferences {
+		if value, err = b.expand(ctx, l, origin, value); err != nil {
+			return "", 0, err
+		}
+	}
+	return value, sec.Version, nil
+}
+
+// shape makes the reply: the request's field of a JSON value, encoded as the policy asks.
+func (b *Backend) shape(l *lookup, value string, version int) (*secrets.Secret, error) {
+	if f := l.v.Request.Field; f != nil && *f != "" {
+		var err error
+		if value, err = selectField(value, *f); err != nil {
+			b.log.Info("secret field not found", "key", l.subject.Key, "field", *f, "reason", err.Error())
+			return nil, secrets.NewError(secrets.KindSecretNotFound, "")
+		}
+	}
+	return buildSecret(value, version, l.opts.base64)
 }
 
 // read reads one secret raw (references unexpanded) as the lookup's identity, through the cache tiers (tiers.go).

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,8 +17,20 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
 )
 
+// lifecycle is the rest of Upstream for fakes that only answer reads: logins succeed, and Retire and Close are
+// recorded.
+type lifecycle struct {
+	retired, closed atomic.Bool
+}
+
+func (*lifecycle) Login(context.Context) error { return nil }
+func (*lifecycle) Healthy() error              { return nil }
+func (l *lifecycle) Retire()                   { l.retired.Store(true) }
+func (l *lifecycle) Close()                    { l.closed.Store(true) }
+
 // funcUpstream answers reads with fn and records them.
 type funcUpstream struct {
+	lifecycle
 	fn    func(infisical.SecretRef) (infisical.Secret, error)
 	mu    sync.Mutex
 	reads []infisical.SecretRef

@@ -30,6 +30,7 @@ var recordTelemetry = capture.Telemetry
 
 // fakeUpstream serves one value, or fails while failing is set, and remembers the span its reads ran under.
 type fakeUpstream struct {
+	lifecycle
 	mu      sync.Mutex
 	failing bool
 	parents []trace.SpanContext

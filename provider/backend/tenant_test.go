@@ -108,3 +108,51 @@ func TestTenantsAreKeptByExactApplicationName(t *testing.T) {
 		t.Errorf("no warning names the tenant whose name normalizes alike:\n%s", r.logs)
 	}
 }
+
+// A replaced client is closed only after the fetches that may still use it are over (retireAfter); closing the
+// backend before then must close it too, rather than leave it and its timer running past Close.
+func TestCloseClosesRetiredClients(t *testing.T) {
+	var made []*funcUpstream
+	b := newTestBackend(t, nil, func(settings.Infisical) (Upstream, error) {
+		u := &funcUpstream{fn: store{}.read}
+		made = append(made, u)
+		return u, nil
+	})
+	tenant := b.Settings().Infisical
+	tenant.ProjectID = "shop-project"
+	if err := b.SetTenant("shop", tenant); err != nil {
+		t.Fatal(err)
+	}
+	tenant.ProjectID = "other-project"
+	if err := b.SetTenant("shop", tenant); err != nil { // retires the first tenant client
+		t.Fatal(err)
+	}
+	next := *b.Settings()
+	next.Infisical.ProjectID = "p2"
+	if err := b.Reconfigure(&next); err != nil { // retires the provider's client
+		t.Fatal(err)
+	}
+	if len(made) != 4 {
+		t.Fatalf("%d clients made; want 4", len(made))
+	}
+	for i, u := range made[:2] {
+		if !u.retired.Load() || u.closed.Load() {
+			t.Fatalf("client %d: retired %v, closed %v; want retired and still open", i, u.retired.Load(), u.closed.Load())
+		}
+	}
+	b.Close()
+	for i, u := range made {
+		if !u.closed.Load() {
+			t.Errorf("client %d is still open after Close", i)
+		}
+	}
+
+	// A client retired after Close is closed at once: no timer outlives the backend.
+	next.Infisical.ProjectID = "p3"
+	if err := b.Reconfigure(&next); err != nil {
+		t.Fatal(err)
+	}
+	if u := made[3]; !u.retired.Load() || !u.closed.Load() {
+		t.Errorf("client retired after Close: retired %v, closed %v; want both", u.retired.Load(), u.closed.Load())
+	}
+}

@@ -381,6 +381,7 @@ func (b *Backend) fetchFolder(c *caches, lister Lister, fk folderKey, maxAge tim
 		}
 		l, err := lister.ListSecrets(ctx, infisical.FolderRef{ProjectID: fk.project, Environment: fk.environment,
 			Path: fk.folder, IncludeImports: fk.imports}, etag)
+		err = withPrefetchHint(err)
 		now := c.now()
 		var f *folder
 		switch {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -12,30 +13,6 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 )
-
-// infisicalConfig maps one identity's settings to the Infisical client's configuration.
-func infisicalConfig(s settings.Infisical, upstreamTimeout time.Duration, log *slog.Logger) infisical.Config {
-	return infisical.Config{
-		BaseURL:         s.BaseURL,
-		CACert:          s.CACert,
-		UpstreamTimeout: upstreamTimeout,
-		Logger:          log,
-		Auth: infisical.Credentials{
-			Method:              s.AuthMethod,
-			ClientID:            s.ClientID,
-			ClientSecret:        s.ClientSecret,
-			IdentityID:          s.IdentityID,
-			KubernetesTokenPath: s.KubernetesTokenPath,
-			AzureResource:       s.AzureResource,
-			GCPKeyFile:          s.GCPKeyFile,
-			OIDCToken:           s.OIDCToken,
-			OIDCTokenPath:       s.OIDCTokenPath,
-			JWT:                 s.JWT,
-			AccessToken:         s.AccessToken,
-			OrganizationSlug:    s.OrganizationSlug,
-		},
-	}
-}
 
 // Dial returns a Dialer that makes real Infisical clients with the given per-attempt timeout.
 func Dial(upstreamTimeout time.Duration, log *slog.Logger) Dialer {
@@ -54,21 +31,36 @@ func dialer(upstreamTimeout time.Duration, log *slog.Logger, limits *infisical.R
 // file is read at every call, so a replaced file takes effect on the next reconfiguration or link. limits is the
 // rate-limit budget shared with other clients (nil: the client's own).
 func NewClient(s settings.Infisical, upstreamTimeout time.Duration, log *slog.Logger, limits *infisical.RateLimits) (*infisical.Client, error) {
-	cfg := infisicalConfig(s, upstreamTimeout, log)
-	cfg.RateLimits = limits
-	if s.CACertPath != "" {
-		pem, err := files.Read(s.CACertPath)
-		if err != nil {
-			return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: cannot read the CA certificate file (%w); "+
-				"set it to a readable PEM file, or put the PEM text in INFISICAL_CA_CERT", err)
-		}
-		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("INFISICAL_CA_CERT_PATH: %s holds no PEM certificate; "+
-				"point it at the CA's certificate, a file starting with -----BEGIN CERTIFICATE-----", s.CACertPath)
-		}
-		cfg.CACert = string(pem)
+	ca, err := caCert(s)
+	if err != nil {
+		return nil, err
 	}
-	return infisical.New(cfg)
+	return infisical.New(infisical.Config{
+		BaseURL:         s.BaseURL,
+		CACert:          ca,
+		Auth:            s.Credentials,
+		UpstreamTimeout: upstreamTimeout,
+		Logger:          log,
+		RateLimits:      limits,
+		Names:           settings.SettingFor, // so that its errors and hints name the settings to fix
+	})
+}
+
+// caCert is the PEM of the CA that s trusts: INFISICAL_CA_CERT, or the file INFISICAL_CA_CERT_PATH names.
+func caCert(s settings.Infisical) (string, error) {
+	if s.CACertPath == "" {
+		return s.CACert, nil
+	}
+	pem, err := files.Read(s.CACertPath)
+	if err != nil {
+		return "", fmt.Errorf("INFISICAL_CA_CERT_PATH: cannot read the CA certificate file (%w); "+
+			"set it to a readable PEM file, or put the PEM text in INFISICAL_CA_CERT", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		return "", fmt.Errorf("INFISICAL_CA_CERT_PATH: %s holds no PEM certificate; "+
+			"point it at the CA's certificate, a file starting with -----BEGIN CERTIFICATE-----", s.CACertPath)
+	}
+	return string(pem), nil
 }
 
 // Bounds on one folder's listing, which the memory tier keeps whole (up to 1 000 listings) and the shared tier
@@ -78,6 +70,14 @@ const (
 	maxListedSecrets = 10_000
 	maxListingBytes  = infisical.MaxResponseBytes
 )
+
+// withPrefetchHint says how to read a folder whose listing Infisical sent too large to read at all.
+func withPrefetchHint(err error) error {
+	if errors.Is(err, infisical.ErrTooLarge) {
+		return fmt.Errorf("%w; set CACHE_PREFETCH=false to read its secrets one at a time", err)
+	}
+	return err
+}
 
 // checkListing refuses a listing over the bounds, with an error that says how to read such a folder.
 func checkListing(folder string, l infisical.Listing) error {
@@ -102,7 +102,7 @@ func checkListing(folder string, l infisical.Listing) error {
 // of one identity are never served to another.
 func IdentityID(s settings.Infisical) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00", s.BaseURL, infisicalConfig(s, 0, nil).Auth.Identity())
+	fmt.Fprintf(h, "%s\x00%s\x00", s.BaseURL, s.Credentials.Identity())
 	return hex.EncodeToString(h.Sum(nil))[:24]
 }
 

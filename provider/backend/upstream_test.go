@@ -50,7 +50,7 @@ func readAs(t *testing.T, s settings.Infisical) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	t.Cleanup(func() { closeUpstream(up) })
+	t.Cleanup(up.Close)
 	ref, err := ResolveRef(s, "DB_PASSWORD")
 	if err != nil {
 		t.Fatal(err)
@@ -210,4 +210,61 @@ func TestCheckListingBoundsBytes(t *testing.T) {
 	if err := checkListing("/f", small); err != nil {
 		t.Fatalf("a small listing: %v", err)
 	}
+}
+
+// The Infisical client speaks of its own configuration; NewClient makes its errors name the settings to fix.
+func TestNewClientErrorsNameSettings(t *testing.T) {
+	good := providerDefaults(t, "https://infisical.example")
+	tests := []struct {
+		name string
+		edit func(*settings.Infisical)
+		want string
+	}{
+		{name: "missing secret", edit: func(s *settings.Infisical) { s.ClientSecret = "" },
+			want: "auth method universal-auth needs INFISICAL_CLIENT_SECRET"},
+		{name: "oidc without a token", edit: func(s *settings.Infisical) {
+			s.Credentials = infisical.Credentials{Method: infisical.MethodOIDC, IdentityID: "i"}
+		}, want: "needs INFISICAL_OIDC_TOKEN or INFISICAL_OIDC_TOKEN_PATH"},
+		{name: "unknown method", edit: func(s *settings.Infisical) { s.Method = "ldap" },
+			want: `INFISICAL_AUTH_METHOD "ldap" is not supported`},
+		{name: "bad URL", edit: func(s *settings.Infisical) { s.BaseURL = "app.infisical.com" },
+			want: "INFISICAL_BASE_URL is not an http(s) URL"},
+		{name: "bad CA", edit: func(s *settings.Infisical) { s.CACert = "not pem" },
+			want: "INFISICAL_CA_CERT or INFISICAL_CA_CERT_PATH holds no PEM certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := good
+			tt.edit(&s)
+			if _, err := NewClient(s, time.Second, slog.New(slog.DiscardHandler), nil); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error saying %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// An Infisical behind a private CA the settings do not name: the error says which settings take its certificate.
+func TestUntrustedCertificateNamesTheCASettings(t *testing.T) {
+	fake := fakeinfisical.NewTLS(t)
+	fake.AddIdentity(testClient, testSecret, testProject)
+	fake.SetSecret(testProject, "prod", "/", "DB_PASSWORD", "pw")
+	_, err := readAs(t, providerDefaults(t, fake.URL))
+	if err == nil || !strings.Contains(err.Error(), "set INFISICAL_CA_CERT or INFISICAL_CA_CERT_PATH to its certificate") {
+		t.Fatalf("read: %v; want an error naming the CA settings", err)
+	}
+}
+
+// A folder whose listing is larger than the client reads at all is refused with an error that says how to read
+// it; read one secret at a time, it is served.
+func TestListingTooLargeToReadSaysHowToReadTheFolder(t *testing.T) {
+	fake, clk := tierFake(t), newTestClock()
+	fake.SetSecret(testProject, "prod", "/huge", "BIG", strings.Repeat("x", infisical.MaxResponseBytes))
+	fake.SetSecret(testProject, "prod", "/huge", "SMALL", "small")
+	msg := newReplica(t, fake, clk, nil, "UPSTREAM_TIMEOUT", "8s").wantKind(t, "/huge/SMALL", secrets.KindUpstreamError)
+	for _, want := range []string{"larger than 4 MiB", "CACHE_PREFETCH=false"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q does not say %q", msg, want)
+		}
+	}
+	newReplica(t, fake, clk, nil, "CACHE_PREFETCH", "false", "UPSTREAM_TIMEOUT", "8s").mustGet(t, "/huge/SMALL", "small")
 }

@@ -82,8 +82,6 @@ type Cache[K comparable, V any] struct {
 	mu      sync.Mutex
 	entries map[K]*entry[K, V]
 	lru     *list.List // of *entry; front = most recently used
-
-	joined atomic.Int64 // callers that have joined or started a fetch; lets tests know a burst has gathered
 }
 
 // New returns an empty cache.
@@ -129,7 +127,6 @@ func (c *Cache[K, V]) get(ctx context.Context, key K, ttl time.Duration, fetch f
 		started.Store(true)
 		return c.fill(ctx, key, ttl, fetch)
 	})
-	c.joined.Add(1)
 	select {
 	case r := <-ch:
 		o, _ := r.Val.(outcome[K, V])

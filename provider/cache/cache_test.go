@@ -147,17 +147,18 @@ func TestCoalescing(t *testing.T) {
 	}
 
 	results := make(chan Result, callers)
+	ctx := newWaitingContext()
 	var wg sync.WaitGroup
 	for range callers {
 		wg.Go(func() {
-			v, res, err := c.Get(context.Background(), "k", fetch)
+			v, res, err := c.Get(ctx, "k", fetch)
 			if err != nil || v != "v" {
 				t.Errorf("Get = (%q, %v)", v, err)
 			}
 			results <- res
 		})
 	}
-	waitFor(t, "all callers to join the fetch", func() bool { return c.joined.Load() == callers })
+	waitFor(t, "all callers to join the fetch", func() bool { return ctx.waiting.Load() == callers })
 	once.Do(func() { close(release) })
 	wg.Wait()
 	close(results)
@@ -188,11 +189,12 @@ func TestTTLZeroStillCoalesces(t *testing.T) {
 		<-release
 		return "v", nil
 	}
+	ctx := newWaitingContext()
 	var wg sync.WaitGroup
 	for range 5 {
-		wg.Go(func() { _, _, _ = c.Get(context.Background(), "k", fetch) })
+		wg.Go(func() { _, _, _ = c.Get(ctx, "k", fetch) })
 	}
-	waitFor(t, "callers to join", func() bool { return c.joined.Load() == 5 })
+	waitFor(t, "callers to join", func() bool { return ctx.waiting.Load() == 5 })
 	once.Do(func() { close(release) })
 	wg.Wait()
 	if n := calls.Load(); n != 1 {
@@ -417,11 +419,12 @@ func TestFlightKeysOfDifferentTypesDoNotCollide(t *testing.T) {
 		return "int", nil
 	}
 	done := make(chan string, 1)
+	ctx := newWaitingContext()
 	go func() {
-		v, _, _ := c.Get(context.Background(), int(1), slow)
+		v, _, _ := c.Get(ctx, int(1), slow)
 		done <- v
 	}()
-	waitFor(t, "the first fetch to start", func() bool { return c.joined.Load() == 1 })
+	waitFor(t, "the first fetch to start", func() bool { return ctx.waiting.Load() == 1 })
 	v, res, err := c.Get(context.Background(), int64(1), func(context.Context) (string, error) { return "int64", nil })
 	if err != nil || v != "int64" || res != Miss {
 		t.Fatalf("Get(int64(1)) = (%q, %s, %v), want its own fetch", v, res, err)

@@ -137,7 +137,11 @@ func checkKeys(c *checklist, s *settings.Settings) string {
 		c.fail(caseSetting, "SERVER_XKEY_SEED is not a curve seed (SX...)", "generate one with `infisical-secrets-provider xkey`")
 		return ""
 	}
-	pub, _ := kp.PublicKey()
+	pub, err := kp.PublicKey()
+	if err != nil {
+		c.fail(caseSetting, "SERVER_XKEY_SEED has no public key: "+err.Error(), "generate one with `infisical-secrets-provider xkey`")
+		return ""
+	}
 	c.ok("server xkey %s", pub)
 	return pub
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -29,12 +30,10 @@ const hostDataTimeout = 5 * time.Second
 // runManaged runs under a wasmCloud host: HostData on stdin, settings from the provider's named config and secrets,
 // tenants from links, and the host protocol (health, links, config update, shutdown) on the lattice connection.
 func runManaged(ctx context.Context, e *env) int {
-	if f, ok := e.stdin.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprintln(e.stderr, "infisical-secrets-provider: no arguments means managed mode, where a wasmCloud host writes "+
-				"host data on stdin. To run standalone use `infisical-secrets-provider serve`; see --help.")
-			return exitUsage
-		}
+	if stdinIsTerminal(e.stdin) {
+		fmt.Fprintln(e.stderr, "infisical-secrets-provider: no arguments means managed mode, where a wasmCloud host writes "+
+			"host data on stdin. To run standalone use `infisical-secrets-provider serve`; see --help.")
+		return exitUsage
 	}
 	hd, err := wasmbus.ReadHostData(ctx, e.stdin, hostDataTimeout)
 	if err != nil {
@@ -54,7 +53,37 @@ func runManaged(ctx context.Context, e *env) int {
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	tel := startManagedTelemetry(ctx, hd, log)
 
+	lattice, secretsConn, err := connectManaged(hd, src, s, log)
+	if err != nil {
+		return exitFailure // connectManaged logged which connection failed
+	}
+	defer closeManaged(lattice, secretsConn)
+
+	rt, err := startBackend(ctx, log, s, secretsConn)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return exitFailure
+	}
+	m := &managed{log: log, rt: rt, secrets: secretValues, secretsConn: secretsConn, lattice: lattice, tel: tel,
+		tenants: tenants.New(s, rt.backend, log)}
+	return m.serveHost(ctx, hd)
+}
+
+// stdinIsTerminal tells a person who ran the binary without arguments from a host that started it.
+func stdinIsTerminal(stdin io.Reader) bool {
+	f, ok := stdin.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// startManagedTelemetry exports as the host's OpenTelemetry settings say; nil when that fails (logged), and the
+// provider runs on without.
+func startManagedTelemetry(ctx context.Context, hd *wasmbus.HostData, log *slog.Logger) *telemetry.Telemetry {
 	oc := hd.OtelConfig
 	tcfg := telemetry.FromHostOtel(oc.EnableObservability, oc.EnableTraces, oc.EnableMetrics,
 		oc.ObservabilityEndpoint, oc.TracesEndpoint, oc.MetricsEndpoint, oc.Protocol)
@@ -64,70 +93,83 @@ func runManaged(ctx context.Context, e *env) int {
 	if err != nil {
 		log.Error("telemetry setup failed; continuing without it", "error", err)
 	}
+	return tel
+}
 
-	lattice, err := nats.Connect(hd.LatticeRPCURL, wasmbus.NATSOptions(hd, log)...)
+// connectManaged connects to the lattice, and for secrets requests to NATS_URL's server when it is another one or
+// the secrets connection has a NATS user of its own (else secretsConn is the lattice connection). It logs what
+// failed.
+func connectManaged(hd *wasmbus.HostData, src settings.Source, s *settings.Settings, log *slog.Logger) (lattice, secretsConn *nats.Conn, err error) {
+	lattice, err = nats.Connect(hd.LatticeRPCURL, wasmbus.NATSOptions(hd, log)...)
 	if err != nil {
 		log.Error("NATS connection to the lattice failed", "url", settings.RedactURLs(hd.LatticeRPCURL), "error", err)
-		return exitFailure
+		return nil, nil, err
 	}
-	defer lattice.Close()
-
 	// Hosts send secrets requests on their control connection, usually the lattice server; NATS_URL in the
 	// provider's config points elsewhere when the two are split. NATS_CREDS (or NATS_TLS_CA) gives the secrets
 	// connection a NATS user of its own even on the lattice server, so that NATS permissions can let only this
-	// provider subscribe to the secrets subjects (docs/security.md).
-	secretsConn := lattice
+	// provider subscribe to the secrets subjects (docs/security.md). s.NATSURL holds a default: ask whether it is set.
 	url, _ := src.Lookup("NATS_URL")
 	if url == "" {
 		url = hd.LatticeRPCURL
 	}
-	if url != hd.LatticeRPCURL || s.NATSCreds != "" || s.NATSTLSCA != "" {
-		secretsConn, err = nats.Connect(url, natsOptions(log, s)...)
-		if err != nil {
-			log.Error("NATS connection for secrets requests failed (NATS_URL, NATS_CREDS, NATS_TLS_CA in the provider config)",
-				"url", settings.RedactURLs(url), "error", err)
-			return exitFailure
-		}
-		defer secretsConn.Close()
+	if url == hd.LatticeRPCURL && s.NATSCreds == "" && s.NATSTLSCA == "" {
+		return lattice, lattice, nil
 	}
-
-	rt, err := startBackend(ctx, log, s, secretsConn)
+	secretsConn, err = nats.Connect(url, natsOptions(log, s)...)
 	if err != nil {
-		log.Error("cannot start", "error", err)
-		return exitFailure
+		log.Error("NATS connection for secrets requests failed (NATS_URL, NATS_CREDS, NATS_TLS_CA in the provider config)",
+			"url", settings.RedactURLs(url), "error", err)
+		lattice.Close()
+		return nil, nil, err
 	}
-	m := &managed{log: log, rt: rt, secrets: secretValues, secretsConn: secretsConn, lattice: lattice, tel: tel,
-		tenants: tenants.New(s, rt.backend, log)}
-	p, err := wasmbus.New(lattice, hd, wasmbus.Handlers{
+	return lattice, secretsConn, nil
+}
+
+// closeManaged closes the connections connectManaged made.
+func closeManaged(lattice, secretsConn *nats.Conn) {
+	if secretsConn != lattice {
+		secretsConn.Close()
+	}
+	lattice.Close()
+}
+
+// serveHost speaks the host protocol on the lattice until the host shuts the provider down or a signal arrives.
+func (m *managed) serveHost(ctx context.Context, hd *wasmbus.HostData) int {
+	p, err := wasmbus.New(m.lattice, hd, wasmbus.Handlers{
 		LinkPut:        m.linkPut,
 		LinkDel:        m.linkDel,
 		LinkUnreadable: m.linkUnreadable,
 		ConfigUpdate:   m.configUpdate,
 		Health:         m.health,
 		Shutdown:       m.shutdown,
-	}, log)
+	}, m.log)
 	if err != nil {
-		log.Error("host protocol", "error", err)
-		rt.shutdown(ctx)
+		m.log.Error("host protocol", "error", err)
+		m.rt.shutdown(ctx)
 		return exitFailure
 	}
 	if err := p.Start(ctx); err != nil {
-		log.Error("host protocol subscriptions", "error", err)
-		rt.shutdown(ctx)
+		m.log.Error("host protocol subscriptions", "error", err)
+		m.rt.shutdown(ctx)
 		return exitFailure
 	}
-	log.Info("provider started", "lattice", hd.LatticeRPCPrefix, "host", hd.HostID)
+	m.log.Info("provider started", "lattice", hd.LatticeRPCPrefix, "host", hd.HostID)
 
 	select {
 	case <-p.Done():
 		// shutdown already drained, flushed and replied
 		return exitOK
 	case <-ctx.Done():
-		log.Info("signal received, shutting down")
+		m.log.Info("signal received, shutting down")
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = m.shutdown(sctx)
-		_ = p.Close()
+		if err := m.shutdown(sctx); err != nil {
+			m.log.Warn("shutdown", "error", err)
+		}
+		if err := p.Close(); err != nil {
+			m.log.Warn("host protocol close", "error", err)
+		}
 		return exitOK
 	}
 }
@@ -142,9 +184,7 @@ type managed struct {
 	tel         *telemetry.Telemetry
 	tenants     *tenants.Registry // links on the tenant interface: which application each serves, and how
 
-	mu      sync.Mutex
-	current *settings.Settings
-	once    sync.Once
+	once sync.Once
 }
 
 func hostSecrets(in map[string]wasmbus.SecretValue) map[string]string {
@@ -172,6 +212,7 @@ func (m *managed) linkUnreadable(_ context.Context, l wasmbus.Link, err error) {
 	if !l.IsTarget {
 		return
 	}
+	// The registry logs the refusal; the host has nothing to hear, since this is no answer to a put.
 	_ = m.tenants.Put(tenants.Link{ID: linkID(l), Source: l.SourceID, Config: l.Config,
 		Unreadable: "its secrets could not be decrypted: " + err.Error()})
 }
@@ -181,15 +222,6 @@ func (m *managed) linkDel(_ context.Context, l wasmbus.Link) error {
 	return nil
 }
 
-func (m *managed) settings() *settings.Settings {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.current == nil {
-		return m.rt.backend.Settings()
-	}
-	return m.current
-}
-
 // configUpdate applies the host's full merged config; an invalid one is rejected and the old settings stay.
 func (m *managed) configUpdate(_ context.Context, cfg map[string]string) error {
 	s, err := settings.Load(settings.Maps(cfg, m.secrets))
@@ -197,14 +229,11 @@ func (m *managed) configUpdate(_ context.Context, cfg map[string]string) error {
 		m.log.Error("config update rejected, keeping the previous settings", "error", err)
 		return err
 	}
-	prev := m.settings()
+	prev := m.rt.backend.Settings()
 	if err := m.rt.backend.Reconfigure(s); err != nil {
 		m.log.Error("config update rejected, keeping the previous settings", "error", err)
 		return err
 	}
-	m.mu.Lock()
-	m.current = s
-	m.mu.Unlock()
 	m.log.Info("config updated", "project", s.Infisical.ProjectID, "environment", s.Infisical.Environment)
 	if changed := needsRestart(prev, s); len(changed) > 0 {
 		m.log.Warn("these settings changed but take effect only when the provider restarts", "settings", changed)
@@ -255,7 +284,9 @@ func (m *managed) shutdown(ctx context.Context) error {
 			}
 		}
 		if m.secretsConn != m.lattice {
-			_ = m.secretsConn.Drain()
+			if derr := m.secretsConn.Drain(); derr != nil {
+				err = errors.Join(err, fmt.Errorf("drain the secrets connection: %w", derr))
+			}
 		}
 	})
 	return err

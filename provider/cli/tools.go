@@ -43,7 +43,11 @@ func runXKey(_ context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stderr, "not a curve seed (SX...): %v\n", err)
 			return exitFailure
 		}
-		pub, _ := kp.PublicKey()
+		pub, err := kp.PublicKey()
+		if err != nil {
+			fmt.Fprintf(e.stderr, "public key of the seed: %v\n", err)
+			return exitFailure
+		}
 		fmt.Fprintln(e.stdout, pub)
 		return exitOK
 	}
@@ -52,8 +56,16 @@ func runXKey(_ context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "generate xkey: %v\n", err)
 		return exitFailure
 	}
-	seed, _ := kp.Seed()
-	pub, _ := kp.PublicKey()
+	seed, err := kp.Seed()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "generate xkey: %v\n", err)
+		return exitFailure
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "generate xkey: %v\n", err)
+		return exitFailure
+	}
 	fmt.Fprintln(e.stdout, string(seed))
 	fmt.Fprintf(e.stderr, "public key: %s\nSet SERVER_XKEY_SEED to the seed above (keep it secret; give every replica the same one).\n", pub)
 	return exitOK
@@ -85,21 +97,94 @@ func setting(e *env, name string) string {
 	return ""
 }
 
+// getOptions are get's flags and its KEY.
+type getOptions struct {
+	key, field, version, application string
+	props                            map[string]string // --policy k=v
+	entityJWT, hostJWT, issuerSeed   string
+	name                             string // wascap name of the throwaway entity JWT
+	asJSON                           bool
+	out                              string
+	timeout                          time.Duration
+}
+
+// toolError ends a tool with its exit code and what to print on stderr ("" when that was printed already; for
+// --help, whose exit code is exitOK, flag printed the help).
+type toolError struct {
+	code int
+	msg  string
+}
+
+func (e *toolError) Error() string { return e.msg }
+
+func usageError(format string, a ...any) error {
+	return &toolError{code: exitUsage, msg: fmt.Sprintf(format, a...)}
+}
+
+func failure(format string, a ...any) error {
+	return &toolError{code: exitFailure, msg: fmt.Sprintf(format, a...)}
+}
+
+// exitCode prints err on stderr and returns the exit code it calls for (exitOK for nil).
+func exitCode(e *env, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	te, ok := errors.AsType[*toolError](err)
+	if !ok {
+		te = &toolError{code: exitFailure, msg: err.Error()}
+	}
+	if te.msg != "" {
+		fmt.Fprintln(e.stderr, te.msg)
+	}
+	return te.code
+}
+
 func runGet(ctx context.Context, e *env, args []string) int {
+	return exitCode(e, get(ctx, e, args))
+}
+
+// get asks a running backend for one key exactly as a host would, and prints what it answered.
+func get(ctx context.Context, e *env, args []string) error {
+	o, err := parseGetArgs(e, args)
+	if err != nil {
+		return err
+	}
+	req, err := o.request(time.Now())
+	if err != nil {
+		return err
+	}
+	nc, err := connectAsTool(e)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	sec, err := askBackend(ctx, e, nc, req, o.asJSON)
+	if err != nil {
+		return err
+	}
+	return o.print(e, sec)
+}
+
+// parseGetArgs reads get's KEY and flags; --help and flag errors come back as a toolError with nothing left to print.
+func parseGetArgs(e *env, args []string) (*getOptions, error) {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	field := fs.String("field", "", "member of a JSON-object secret to return")
-	version := fs.String("version", "", "Infisical version of the secret (positive integer)")
+	o := &getOptions{props: map[string]string{}}
+	fs.StringVar(&o.field, "field", "", "member of a JSON-object secret to return")
+	fs.StringVar(&o.version, "version", "", "Infisical version of the secret (positive integer)")
 	var policy multiFlag
 	fs.Var(&policy, "policy", "policy property k=v, as a wadm secret policy would send (repeatable)")
-	application := fs.String("application", "", "application name the host would send (the wadm manifest name)")
-	entityJWT := fs.String("entity-jwt", "", "entity JWT to send (default: a throwaway component JWT)")
-	hostJWT := fs.String("host-jwt", "", "host JWT to send (default: a throwaway self-signed host JWT)")
-	issuerSeed := fs.String("issuer-seed", "", "account seed (SA...) or a file holding one, to sign the throwaway entity JWT so TRUSTED_ISSUERS can admit it")
-	name := fs.String("name", "infisical-secrets-get", "wascap name of the throwaway entity JWT")
-	asJSON := fs.Bool("json", false, "print the decoded reply as JSON")
-	out := fs.String("out", "", "write the value, raw, to this file instead of stdout")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait, like the host's 10 s")
+	fs.StringVar(&o.application, "application", "", "application name the host would send (the wadm manifest name)")
+	fs.StringVar(&o.entityJWT, "entity-jwt", "", "entity JWT to send (default: a throwaway component JWT)")
+	fs.StringVar(&o.hostJWT, "host-jwt", "", "host JWT to send (default: a throwaway self-signed host JWT)")
+	fs.StringVar(&o.issuerSeed, "issuer-seed", "", "account seed (SA...) or a file holding one, to sign the throwaway entity JWT so TRUSTED_ISSUERS can admit it")
+	fs.StringVar(&o.name, "name", "infisical-secrets-get", "wascap name of the throwaway entity JWT")
+	fs.BoolVar(&o.asJSON, "json", false, "print the decoded reply as JSON")
+	fs.StringVar(&o.out, "out", "", "write the value, raw, to this file instead of stdout")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait, like the host's 10 s")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: infisical-secrets-provider get KEY [flags]")
 		fmt.Fprintln(e.stderr, "\nAsks a running backend for KEY exactly as a wasmCloud host would (server_xkey, then a sealed get).")
@@ -109,7 +194,7 @@ func runGet(ctx context.Context, e *env, args []string) int {
 	}
 	key, rest := splitFirstArg(args)
 	if err := fs.Parse(rest); err != nil {
-		return flagExit(err)
+		return nil, &toolError{code: flagExit(err)} // flag printed the problem, or the help
 	}
 	extra := fs.Args()
 	if key == "" && len(extra) > 0 {
@@ -118,107 +203,146 @@ func runGet(ctx context.Context, e *env, args []string) int {
 	if key == "" {
 		fmt.Fprintln(e.stderr, "get needs a KEY")
 		fs.Usage()
-		return exitUsage
+		return nil, &toolError{code: exitUsage}
 	}
 	if len(extra) > 0 {
-		fmt.Fprintf(e.stderr, "get takes one KEY, got also %q (flags go before or after KEY)\n", extra)
-		return exitUsage
+		return nil, usageError("get takes one KEY, got also %q (flags go before or after KEY)", extra)
 	}
-	props := map[string]string{}
+	o.key = key
 	for _, p := range policy {
 		k, v, ok := strings.Cut(p, "=")
 		if !ok || k == "" {
-			fmt.Fprintf(e.stderr, "--policy %q is not k=v\n", p)
-			return exitUsage
+			return nil, usageError("--policy %q is not k=v", p)
 		}
-		props[k] = v
+		o.props[k] = v
 	}
-	policyJSON, _ := json.Marshal(map[string]any{"type": "properties.secret.wasmcloud.dev/v1alpha1", "properties": props})
+	return o, nil
+}
 
-	now := time.Now()
-	if *entityJWT == "" {
-		issuer, err := loadIssuer(*issuerSeed)
-		if err != nil {
-			fmt.Fprintf(e.stderr, "--issuer-seed: %v\n", err)
-			return exitUsage
-		}
-		sub, err := wascap.NewPublicKey(wascap.PrefixModule)
-		if err == nil {
-			*entityJWT, err = wascap.MintComponent(issuer, sub, *name, now)
-		}
-		if err != nil {
-			fmt.Fprintf(e.stderr, "mint entity JWT: %v\n", err)
-			return exitFailure
+// request builds the get a host would send, with throwaway JWTs where none were given.
+func (o *getOptions) request(now time.Time) (*secrets.Request, error) {
+	policy, err := json.Marshal(map[string]any{"type": "properties.secret.wasmcloud.dev/v1alpha1", "properties": o.props})
+	if err != nil {
+		return nil, failure("encode the policy: %v", err)
+	}
+	entityJWT, hostJWT := o.entityJWT, o.hostJWT
+	if entityJWT == "" {
+		if entityJWT, err = o.throwawayEntityJWT(now); err != nil {
+			return nil, err
 		}
 	}
-	if *hostJWT == "" {
-		hostIssuer, _ := nkeys.CreateAccount()
-		hostKey, _ := nkeys.CreateServer()
-		hostID, _ := hostKey.PublicKey()
-		var err error
-		if *hostJWT, err = wascap.MintHost(hostIssuer, hostID, "infisical-secrets-get", now); err != nil {
-			fmt.Fprintf(e.stderr, "mint host JWT: %v\n", err)
-			return exitFailure
+	if hostJWT == "" {
+		if hostJWT, err = throwawayHostJWT(now); err != nil {
+			return nil, failure("mint host JWT: %v", err)
 		}
 	}
-	req := &secrets.Request{Key: key, Context: secrets.RequestContext{
-		EntityJWT: *entityJWT, HostJWT: *hostJWT,
-		Application: &secrets.Application{Policy: string(policyJSON)},
+	req := &secrets.Request{Key: o.key, Context: secrets.RequestContext{
+		EntityJWT: entityJWT, HostJWT: hostJWT,
+		Application: &secrets.Application{Policy: string(policy)},
 	}}
-	if *field != "" {
-		req.Field = field
+	if o.field != "" {
+		req.Field = &o.field
 	}
-	if *version != "" {
-		req.Version = version
+	if o.version != "" {
+		req.Version = &o.version
 	}
-	if *application != "" {
-		req.Context.Application.Name = application
+	if o.application != "" {
+		req.Context.Application.Name = &o.application
 	}
+	return req, nil
+}
 
+// throwawayEntityJWT mints a component JWT signed by --issuer-seed's account, or by a new one.
+func (o *getOptions) throwawayEntityJWT(now time.Time) (string, error) {
+	issuer, err := loadIssuer(o.issuerSeed)
+	if err != nil {
+		return "", usageError("--issuer-seed: %v", err)
+	}
+	sub, err := wascap.NewPublicKey(wascap.PrefixModule)
+	if err != nil {
+		return "", failure("mint entity JWT: %v", err)
+	}
+	jwt, err := wascap.MintComponent(issuer, sub, o.name, now)
+	if err != nil {
+		return "", failure("mint entity JWT: %v", err)
+	}
+	return jwt, nil
+}
+
+// throwawayHostJWT mints a host JWT for a new host key, signed by a new account.
+func throwawayHostJWT(now time.Time) (string, error) {
+	issuer, err := nkeys.CreateAccount()
+	if err != nil {
+		return "", err
+	}
+	host, err := nkeys.CreateServer()
+	if err != nil {
+		return "", err
+	}
+	hostID, err := host.PublicKey()
+	if err != nil {
+		return "", err
+	}
+	return wascap.MintHost(issuer, hostID, "infisical-secrets-get", now)
+}
+
+// connectAsTool connects to NATS with NATS_URL, NATS_CREDS and NATS_TLS_CA from the environment.
+func connectAsTool(e *env) (*nats.Conn, error) {
 	url := setting(e, "NATS_URL")
 	opts := []nats.Option{nats.Name("infisical-secrets-provider get"), nats.Timeout(5 * time.Second)}
 	opts = append(opts, natsFileOptions(setting(e, "NATS_CREDS"), setting(e, "NATS_TLS_CA"))...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "NATS Connection Failed: Failed to connect to NATS at %s: %v\n"+
-			"fix: verify a NATS server runs at NATS_URL and is reachable from here; check NATS_CREDS and NATS_TLS_CA\n", settings.RedactURLs(url), err)
-		return exitFailure
+		return nil, failure("NATS Connection Failed: Failed to connect to NATS at %s: %v\n"+
+			"fix: verify a NATS server runs at NATS_URL and is reachable from here; check NATS_CREDS and NATS_TLS_CA",
+			settings.RedactURLs(url), err)
 	}
-	defer nc.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
+	return nc, nil
+}
+
+// askBackend sends req as a host does (server_xkey, then a sealed get). A wire error is explained on stderr as the
+// host would show it, and with --json also printed as the reply on stdout.
+func askBackend(ctx context.Context, e *env, nc *nats.Conn, req *secrets.Request, asJSON bool) (*secrets.Secret, error) {
 	prefix, backendName := setting(e, "NATS_SUBJECT_PREFIX"), setting(e, "BACKEND_NAME")
 	client := secrets.NewClient(nc, prefix, backendName)
 	if _, err := client.ServerXKey(ctx); err != nil {
 		// err already reads "failed to fetch server xkey: ...", the host's own words.
-		fmt.Fprintf(e.stderr, "%v\nhost would say: failed to create secrets client (nothing answers %s.%s.%s.server_xkey)\n"+
-			"fix: start the backend on this NATS account, and make BACKEND_NAME and NATS_SUBJECT_PREFIX match the backend's and the policy's `backend`\n",
+		return nil, failure("%v\nhost would say: failed to create secrets client (nothing answers %s.%s.%s.server_xkey)\n"+
+			"fix: start the backend on this NATS account, and make BACKEND_NAME and NATS_SUBJECT_PREFIX match the backend's and the policy's `backend`",
 			err, prefix, secrets.DefaultAPIVersion, backendName)
-		return exitFailure
 	}
 	sec, err := client.Get(ctx, req)
-	if err != nil {
-		var werr *secrets.Error
-		if errors.As(err, &werr) {
-			if *asJSON {
-				_ = json.NewEncoder(e.stdout).Encode(secrets.Response{Error: werr})
-			}
-			fmt.Fprintf(e.stderr, "error variant: %s\nhost would say: Unable to fetch requested secrets: server error: %s\n", werr.Kind, werr.Error())
-			if hint := variantHints[werr.Kind]; hint != "" {
-				fmt.Fprintf(e.stderr, "cause: %s\n", hint)
-			}
-			return exitFailure
-		}
-		fmt.Fprintf(e.stderr, "get failed: %v\n", err)
-		return exitFailure
+	var werr *secrets.Error
+	switch {
+	case errors.As(err, &werr):
+		return nil, wireFailure(e, werr, asJSON)
+	case err != nil:
+		return nil, failure("get failed: %v", err)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		if err := enc.Encode(secrets.Response{Secret: sec}); err != nil {
-			fmt.Fprintf(e.stderr, "encode reply: %v\n", err)
-			return exitFailure
+	return sec, nil
+}
+
+// wireFailure explains a wire error the backend answered: its variant, what the host would say and the usual cause.
+func wireFailure(e *env, werr *secrets.Error, asJSON bool) error {
+	if asJSON {
+		if err := json.NewEncoder(e.stdout).Encode(secrets.Response{Error: werr}); err != nil {
+			return failure("print the error reply: %v", err)
 		}
-		return exitOK
+	}
+	msg := fmt.Sprintf("error variant: %s\nhost would say: Unable to fetch requested secrets: server error: %s", werr.Kind, werr.Error())
+	if hint := variantHints[werr.Kind]; hint != "" {
+		msg += "\ncause: " + hint
+	}
+	return failure("%s", msg)
+}
+
+// print writes the secret: the reply as JSON, the raw value to --out, or the value on stdout (binary as hex).
+func (o *getOptions) print(e *env, sec *secrets.Secret) error {
+	if o.asJSON {
+		if err := json.NewEncoder(e.stdout).Encode(secrets.Response{Secret: sec}); err != nil {
+			return failure("encode reply: %v", err)
+		}
+		return nil
 	}
 	var value []byte
 	binary := false
@@ -228,23 +352,23 @@ func runGet(ctx context.Context, e *env, args []string) int {
 	case sec.BinarySecret != nil:
 		value, binary = sec.BinarySecret, true
 	default:
-		fmt.Fprintf(e.stderr, "secret %s did not contain a value\n", key)
-		return exitFailure
+		return failure("secret %s did not contain a value", o.key)
 	}
-	if *out != "" {
-		if err := writePrivate(*out, value); err != nil {
-			fmt.Fprintf(e.stderr, "write %s: %v\n", *out, err)
-			return exitFailure
+	if o.out != "" {
+		if err := writePrivate(o.out, value); err != nil {
+			return failure("write %s: %v", o.out, err)
 		}
-		fmt.Fprintf(e.stderr, "wrote %d bytes (version %s) to %s\n", len(value), sec.Version, *out)
-		return exitOK
+		fmt.Fprintf(e.stderr, "wrote %d bytes (version %s) to %s\n", len(value), sec.Version, o.out)
+		return nil
 	}
+	text := string(value)
 	if binary {
-		fmt.Fprintln(e.stdout, hex.EncodeToString(value))
-	} else {
-		fmt.Fprintln(e.stdout, string(value))
+		text = hex.EncodeToString(value)
 	}
-	return exitOK
+	if _, err := fmt.Fprintln(e.stdout, text); err != nil {
+		return failure("write the value to stdout: %v", err)
+	}
+	return nil
 }
 
 // splitFirstArg lets the key come before the flags (`get KEY --field x`), as the usage line shows.
@@ -276,7 +400,11 @@ func loadIssuer(v string) (nkeys.KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not an nkey seed: %w", err)
 	}
-	if pub, _ := kp.PublicKey(); !strings.HasPrefix(pub, "A") {
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("public key of the seed: %w", err)
+	}
+	if !strings.HasPrefix(pub, "A") {
 		return nil, errors.New("not an account seed (SA...)")
 	}
 	return kp, nil

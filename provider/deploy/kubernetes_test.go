@@ -26,6 +26,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/ociimage"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 )
@@ -260,8 +261,8 @@ func TestKubernetesManifests(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the ConfigMap's settings do not load: %v", err)
 	}
-	if s.Infisical.AuthMethod != settings.Kubernetes {
-		t.Errorf("INFISICAL_AUTH_METHOD %q; want kubernetes", s.Infisical.AuthMethod)
+	if s.Infisical.Method != infisical.MethodKubernetes {
+		t.Errorf("INFISICAL_AUTH_METHOD %q; want kubernetes", s.Infisical.Method)
 	}
 
 	// The token path the provider reads is the projected service account token.

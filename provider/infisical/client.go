@@ -32,8 +32,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
-
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 )
 
 // Defaults for Config.
@@ -80,6 +78,9 @@ type Config struct {
 	// RateLimits is shared by every client of the process, so that a 429 pauses all identities on one URL; nil = a
 	// budget of this client's own.
 	RateLimits *RateLimits
+	// Names names a Field in the terms of the client's users, such as the setting that sets it, in the errors and
+	// hints that ask them to fix one; nil (or "") = this package's own names (Config.BaseURL).
+	Names func(Field) string
 }
 
 // SecretRef names one secret to read.
@@ -111,6 +112,7 @@ func (s *session) usable(now time.Time) bool { return s.expiresAt.IsZero() || no
 type Client struct {
 	cfg     Config
 	baseURL string
+	names   namer
 	log     *slog.Logger
 	static  bool // a fixed access token: nothing to log in with
 	slots   chan struct{}
@@ -138,10 +140,11 @@ type Client struct {
 
 // New checks cfg and returns a Client. It does not contact Infisical: the first GetSecret (or Login) logs in.
 func New(cfg Config) (*Client, error) {
-	if err := cfg.Auth.Validate(); err != nil {
+	names := namer(cfg.Names)
+	if err := cfg.Auth.check(names); err != nil {
 		return nil, err
 	}
-	base, err := checkBaseURL(cfg.BaseURL)
+	base, err := checkBaseURL(cfg.BaseURL, names)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +153,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	idle, transport, err := newTransport(cfg.CACert, cfg.UpstreamTimeout)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s %w", names.of(FieldCACert), err)
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
@@ -175,6 +178,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:     cfg,
 		baseURL: base,
+		names:   names,
 		log:     log.With("infisical_identity", cfg.Auth.Identity()),
 		static:  cfg.Auth.method() == MethodToken,
 		slots:   make(chan struct{}, cfg.MaxInFlight),
@@ -199,20 +203,21 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-func checkBaseURL(raw string) (string, error) {
+// checkBaseURL never quotes the URL, which may hold credentials.
+func checkBaseURL(raw string, names namer) (string, error) {
 	if raw == "" {
 		return DefaultBaseURL, nil
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("INFISICAL_BASE_URL %q is not an http(s) URL such as %s", settings.RedactURLs(raw), DefaultBaseURL)
+		return "", fmt.Errorf("%s is not an http(s) URL such as %s", names.of(FieldBaseURL), DefaultBaseURL)
 	}
 	return strings.TrimRight(raw, "/"), nil
 }
 
 // newSDK returns an SDK client that does only what it is told: no background refresh, no cache, no retries of its
 // own (its default retries transport errors for ~15s, out of reach of our deadlines) and no logs. Its requests go
-// through c.transport (which also holds the CA of INFISICAL_CA_CERT), each exchange ended UpstreamTimeout +
+// through c.transport (which also holds Config.CACert), each exchange ended UpstreamTimeout +
 // lateGrace after it started, whether or not anyone still waits for it.
 func (c *Client) newSDK() (sdk.InfisicalClientInterface, error) {
 	client := sdk.NewInfisicalClient(c.ctx, sdk.Config{
@@ -261,8 +266,6 @@ func (c *Client) Healthy() error {
 	return c.lastErr
 }
 
-// Close stops the background refresh. Calls already abandoned after a timeout may still be running in the SDK;
-// the transport ends them UpstreamTimeout + lateGrace after they started.
 // Retire stops the background token refresh of a client that another one replaces, while reads already running on
 // it finish; Close it once they have. A retired client never logs in on its own, so a rotated credential is not
 // tried again behind the new client's back.
@@ -275,6 +278,9 @@ func (c *Client) Retire() {
 	}
 }
 
+// Close stops the background refresh and any login in flight, and drops idle connections. Calls already abandoned
+// after a timeout may still be running in the SDK; the transport ends them UpstreamTimeout + lateGrace after they
+// started.
 func (c *Client) Close() {
 	c.cancel()
 	c.idle.CloseIdleConnections()
@@ -340,7 +346,7 @@ func (c *Client) paused() error {
 // the login still completes for the next one), bounded by UpstreamTimeout and Close; only its span hangs under
 // parent, the triggering request's span (invalid for background refreshes, which start their own trace).
 func (c *Client) loginOnce(parent trace.SpanContext) (*session, error) {
-	method := c.cfg.Auth.method()
+	method := string(c.cfg.Auth.method())
 	ctx, span := c.tel.tracer.Start(trace.ContextWithSpanContext(c.ctx, parent), "infisical.login", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("infisical.auth_method", method)))
 	defer span.End()
@@ -353,13 +359,13 @@ func (c *Client) loginOnce(parent trace.SpanContext) (*session, error) {
 	}
 	cred, err := call(c, ctx, routeLogin, func() (sdk.MachineIdentityCredential, error) { return c.cfg.Auth.login(client) })
 	if err == nil && cred.AccessToken == "" {
-		err = &Error{Kind: KindAuth, Message: "Infisical answered the login without an access token (is INFISICAL_BASE_URL the Infisical site?)"}
+		err = &Error{Kind: KindAuth, Message: "Infisical answered the login without an access token " + c.names.notInfisical()}
 	}
 	if err != nil {
 		if c.ctx.Err() != nil {
 			return nil, &Error{Kind: KindUnavailable, Message: "the Infisical client is closed", Err: c.ctx.Err()}
 		}
-		e, ok := asError(classify(err, opLogin))
+		e, ok := asError(classify(err, opLogin, c.names))
 		if !ok {
 			e = &Error{Kind: KindAuth, Message: err.Error(), Err: err}
 		}
@@ -393,7 +399,7 @@ func (c *Client) loginFailed(e *Error) {
 	wait := loginWait(c.cfg, e, c.failures)
 	c.retryAt = time.Now().Add(wait)
 	c.lastErr = e
-	c.log.Warn("Infisical login failed", "auth_method", c.cfg.Auth.method(), "error", e.Error(),
+	c.log.Warn("Infisical login failed", "auth_method", string(c.cfg.Auth.method()), "error", e.Error(),
 		"failures_in_a_row", c.failures, "next_attempt_in", wait.String())
 }
 
@@ -536,7 +542,7 @@ func (c *Client) read(ctx context.Context, s *session, opts sdk.RetrieveSecretOp
 	var err error
 	switch {
 	case callErr != nil:
-		err = classify(callErr, opRead)
+		err = classify(callErr, opRead, c.names)
 		// classify keeps only ErrNotFound of a 404; the span still wants its status and request id.
 		var ae *sdk.APIError
 		if errors.As(callErr, &ae) {
@@ -547,7 +553,7 @@ func (c *Client) read(ctx context.Context, s *session, opts sdk.RetrieveSecretOp
 		}
 	case raw.SecretKey == "":
 		// The SDK decodes nothing, without an error, when a 2xx answer is not JSON (e.g. a proxy's page).
-		err = &Error{Kind: KindUnavailable, Message: "Infisical answered without a secret (is INFISICAL_BASE_URL the Infisical site?)"}
+		err = &Error{Kind: KindUnavailable, Message: "Infisical answered without a secret " + c.names.notInfisical()}
 	case raw.SecretValue == hiddenValue:
 		err = &Error{Kind: KindPermission, Message: "the identity may see this secret but not read its value"}
 	}
@@ -703,9 +709,9 @@ func (r SecretRef) options() (sdk.RetrieveSecretOptions, error) {
 	}
 	switch {
 	case r.ProjectID == "":
-		return bad("no project id (INFISICAL_PROJECT_ID)")
+		return bad("no project id")
 	case r.Environment == "":
-		return bad("no environment (INFISICAL_ENVIRONMENT)")
+		return bad("no environment")
 	case strings.TrimSpace(r.Name) == "":
 		return bad("no secret name")
 	case strings.ContainsAny(r.Name, "/:") || strings.ContainsFunc(r.Name, func(r rune) bool { return r < ' ' || r == 0x7f }):

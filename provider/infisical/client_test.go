@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -114,7 +116,7 @@ func TestGetSecret(t *testing.T) {
 		{name: "missing environment", ref: SecretRef{ProjectID: project, Environment: "qa", Name: "ROOT"}, wantErr: ErrNotFound, wantMessage: "environment with slug 'qa'"},
 		{name: "project without access", ref: SecretRef{ProjectID: "p2", Environment: "dev", Name: "OTHER"}, wantKind: KindPermission, wantMessage: "Infisical denied access: Identity is not a member"},
 		{name: "name with a slash", ref: rootRef("a/b"), wantKind: KindBadRequest, wantMessage: "may not contain"},
-		{name: "no project", ref: SecretRef{Environment: "dev", Name: "ROOT"}, wantKind: KindBadRequest, wantMessage: "INFISICAL_PROJECT_ID"},
+		{name: "no project", ref: SecretRef{Environment: "dev", Name: "ROOT"}, wantKind: KindBadRequest, wantMessage: "no project id"},
 		{name: "relative path", ref: SecretRef{ProjectID: project, Environment: "dev", Path: "app", Name: "ROOT"}, wantKind: KindBadRequest, wantMessage: "must start with '/'"},
 	}
 	for _, tt := range tests {
@@ -530,7 +532,7 @@ func TestTLS(t *testing.T) {
 	// A TLS handshake under -race on a busy machine can outlast the short default of these tests.
 	slowTLS := func(cfg *Config) { cfg.UpstreamTimeout = 4 * time.Second }
 	_, err := newClient(t, fake.URL, slowTLS).GetSecret(ctxWithin(t, 5*time.Second), rootRef("ROOT"))
-	wantKind(t, err, KindTLS, "set INFISICAL_CA_CERT or INFISICAL_CA_CERT_PATH")
+	wantKind(t, err, KindTLS, "set Config.CACert to its certificate")
 	for _, want := range []string{"x509:", "certificate problem"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Fatalf("%v does not say %q", err, want)
@@ -551,50 +553,88 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{name: "missing secret", cfg: Config{Auth: Credentials{ClientID: "a"}}, want: "INFISICAL_CLIENT_SECRET"},
-		{name: "bad URL", cfg: Config{BaseURL: "app.infisical.com", Auth: good}, want: "INFISICAL_BASE_URL"},
-		{name: "bad CA", cfg: Config{CACert: "not pem", Auth: good}, want: "INFISICAL_CA_CERT"},
+		{name: "missing secret", cfg: Config{Auth: Credentials{ClientID: "a"}}, want: "auth method universal-auth needs Credentials.ClientSecret"},
+		{name: "bad URL", cfg: Config{BaseURL: "app.infisical.com", Auth: good}, want: "Config.BaseURL is not an http(s) URL"},
+		{name: "bad CA", cfg: Config{CACert: "not pem", Auth: good}, want: "Config.CACert holds no PEM certificate"},
+		{name: "unknown method", cfg: Config{Auth: Credentials{Method: "ldap"}}, want: `Credentials.Method "ldap" is not supported`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("got %v, want an error naming %s", err, tt.want)
+				t.Fatalf("got %v, want an error saying %s", err, tt.want)
 			}
 		})
 	}
 }
 
-func TestValidate(t *testing.T) {
+// The caller's names for fields (its settings) replace the package's own in New's errors and in hints.
+func TestConfigNamesNameFields(t *testing.T) {
+	t.Parallel()
+	names := func(f Field) string {
+		if f == FieldClientSecret {
+			return "THE_SECRET"
+		}
+		return ""
+	}
+	_, err := New(Config{Auth: Credentials{}, Names: names})
+	if err == nil || !strings.Contains(err.Error(), "needs Credentials.ClientID and THE_SECRET") {
+		t.Fatalf("got %v, want the caller's name for the client secret, the package's for the client ID", err)
+	}
+}
+
+func TestMissing(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
 		creds Credentials
-		want  string // "" = valid
+		want  []Field
 	}{
 		{name: "universal-auth by default", creds: Credentials{ClientID: "a", ClientSecret: "b"}},
-		{name: "universal-auth without id", creds: Credentials{ClientSecret: "b"}, want: "INFISICAL_CLIENT_ID"},
+		{name: "universal-auth without id", creds: Credentials{ClientSecret: "b"}, want: []Field{FieldClientID}},
+		{name: "universal-auth without anything", creds: Credentials{Method: MethodUniversalAuth}, want: []Field{FieldClientID, FieldClientSecret}},
 		{name: "kubernetes", creds: Credentials{Method: MethodKubernetes, IdentityID: "i"}},
-		{name: "kubernetes without identity", creds: Credentials{Method: MethodKubernetes}, want: "INFISICAL_IDENTITY_ID"},
-		{name: "aws-iam without identity", creds: Credentials{Method: MethodAWSIAM}, want: "INFISICAL_IDENTITY_ID"},
+		{name: "kubernetes without identity", creds: Credentials{Method: MethodKubernetes}, want: []Field{FieldIdentityID}},
+		{name: "aws-iam without identity", creds: Credentials{Method: MethodAWSIAM}, want: []Field{FieldIdentityID}},
 		{name: "gcp-id-token", creds: Credentials{Method: MethodGCPIDToken, IdentityID: "i"}},
-		{name: "gcp-iam without key file", creds: Credentials{Method: MethodGCPIAM, IdentityID: "i"}, want: "INFISICAL_GCP_KEY_FILE"},
+		{name: "gcp-iam without key file", creds: Credentials{Method: MethodGCPIAM, IdentityID: "i"}, want: []Field{FieldGCPKeyFile}},
 		{name: "azure", creds: Credentials{Method: MethodAzure, IdentityID: "i"}},
-		{name: "oidc without token", creds: Credentials{Method: MethodOIDC, IdentityID: "i"}, want: "INFISICAL_OIDC_TOKEN or INFISICAL_OIDC_TOKEN_PATH"},
+		{name: "oidc without token", creds: Credentials{Method: MethodOIDC, IdentityID: "i"}, want: []Field{FieldOIDCToken}},
 		{name: "oidc with token path", creds: Credentials{Method: MethodOIDC, IdentityID: "i", OIDCTokenPath: "/t"}},
-		{name: "jwt without jwt", creds: Credentials{Method: MethodJWT, IdentityID: "i"}, want: "INFISICAL_JWT"},
-		{name: "token without token", creds: Credentials{Method: MethodToken}, want: "INFISICAL_ACCESS_TOKEN"},
-		{name: "unknown method", creds: Credentials{Method: "ldap"}, want: `INFISICAL_AUTH_METHOD "ldap" is not supported`},
+		{name: "jwt without jwt", creds: Credentials{Method: MethodJWT, IdentityID: "i"}, want: []Field{FieldJWT}},
+		{name: "jwt without anything", creds: Credentials{Method: MethodJWT}, want: []Field{FieldIdentityID, FieldJWT}},
+		{name: "token without token", creds: Credentials{Method: MethodToken}, want: []Field{FieldAccessToken}},
+		{name: "blank counts as missing", creds: Credentials{Method: MethodToken, AccessToken: " "}, want: []Field{FieldAccessToken}},
+		{name: "unknown method", creds: Credentials{Method: "ldap"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.creds.Validate()
-			if tt.want == "" && err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
-				t.Fatalf("got %v, want an error naming %s", err, tt.want)
+			if got := tt.creds.Missing(); !slices.Equal(got, tt.want) {
+				t.Fatalf("Missing() = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// Every method says what it needs, and only the methods that log in with the platform's identity are ambient.
+func TestEveryMethodIsDescribed(t *testing.T) {
+	t.Parallel()
+	ambient := []Method{MethodKubernetes, MethodAWSIAM, MethodGCPIDToken, MethodGCPIAM, MethodAzure}
+	for _, m := range Methods {
+		if _, ok := needs[m]; !ok {
+			t.Errorf("%s: no entry in needs", m)
+		}
+		if !m.Supported() {
+			t.Errorf("%s: not Supported", m)
+		}
+		if got := m.Ambient(); got != slices.Contains(ambient, m) {
+			t.Errorf("%s: Ambient() = %v", m, got)
+		}
+	}
+	if len(needs) != len(Methods) {
+		t.Errorf("needs describes %d methods; Methods lists %d", len(needs), len(Methods))
+	}
+	if Method("ldap").Supported() {
+		t.Error("ldap is Supported")
 	}
 }
 
@@ -672,6 +712,25 @@ func TestSecretNamesAreEscaped(t *testing.T) {
 		wantKind(t, err, KindBadRequest, "may not contain")
 		if fake.Reads() != before {
 			t.Fatalf("%q was sent to Infisical", name)
+		}
+	}
+}
+
+// Credentials printed or logged by mistake show the method and the identity hash, never a secret.
+func TestCredentialsNeverPrintSecrets(t *testing.T) {
+	t.Parallel()
+	c := Credentials{ClientID: "client-id", ClientSecret: "the-client-secret", OIDCToken: "the-oidc-token",
+		JWT: "the-jwt", AccessToken: "the-access-token"}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("login", "credentials", c)
+	for _, out := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), logged.String()} {
+		for _, secret := range []string{"the-client-secret", "the-oidc-token", "the-jwt", "the-access-token"} {
+			if strings.Contains(out, secret) {
+				t.Fatalf("%q shows %s", out, secret)
+			}
+		}
+		if !strings.Contains(out, "universal-auth identity "+c.Identity()) {
+			t.Fatalf("%q does not name the method and identity", out)
 		}
 	}
 }

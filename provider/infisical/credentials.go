@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 
 	sdk "github.com/infisical/go-sdk"
@@ -12,29 +14,55 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/files"
 )
 
-// Auth methods, spelled as INFISICAL_AUTH_METHOD takes them.
+// Method is how a Client logs in to Infisical: one of Infisical's machine-identity auth methods.
+type Method string
+
+// The auth methods, spelled as Infisical's documentation names them.
 const (
-	MethodUniversalAuth = "universal-auth"
-	MethodKubernetes    = "kubernetes"
-	MethodAWSIAM        = "aws-iam"
-	MethodGCPIDToken    = "gcp-id-token"
-	MethodGCPIAM        = "gcp-iam"
-	MethodAzure         = "azure"
-	MethodOIDC          = "oidc"
-	MethodJWT           = "jwt"
-	MethodToken         = "token" // a static access token: never refreshed
+	MethodUniversalAuth Method = "universal-auth"
+	MethodKubernetes    Method = "kubernetes"
+	MethodAWSIAM        Method = "aws-iam"
+	MethodGCPIDToken    Method = "gcp-id-token"
+	MethodGCPIAM        Method = "gcp-iam"
+	MethodAzure         Method = "azure"
+	MethodOIDC          Method = "oidc"
+	MethodJWT           Method = "jwt"
+	MethodToken         Method = "token" // a static access token: never refreshed
 )
 
 // Methods lists every supported auth method.
-var Methods = []string{MethodUniversalAuth, MethodKubernetes, MethodAWSIAM, MethodGCPIDToken, MethodGCPIAM,
+var Methods = []Method{MethodUniversalAuth, MethodKubernetes, MethodAWSIAM, MethodGCPIDToken, MethodGCPIAM,
 	MethodAzure, MethodOIDC, MethodJWT, MethodToken}
+
+// MethodList is Methods as text, for help and error messages.
+func MethodList() string {
+	names := make([]string, len(Methods))
+	for i, m := range Methods {
+		names[i] = string(m)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Supported reports whether m is one of Methods.
+func (m Method) Supported() bool { return slices.Contains(Methods, m) }
+
+// Ambient reports whether m logs in with what the platform or its operator gave the process (a service account
+// token, an IAM role, a metadata server, a managed identity, a key file) rather than with a secret the Credentials
+// carry.
+func (m Method) Ambient() bool {
+	switch m {
+	case MethodKubernetes, MethodAWSIAM, MethodGCPIDToken, MethodAzure, MethodGCPIAM:
+		return true
+	}
+	return false
+}
 
 // DefaultKubernetesTokenPath is where Kubernetes mounts a pod's service account token.
 const DefaultKubernetesTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 // Credentials say how to log in to Infisical. Only the fields of the chosen Method are used.
 type Credentials struct {
-	Method string // one of Methods; "" = universal-auth
+	Method Method // one of Methods; "" = universal-auth
 
 	ClientID, ClientSecret string // universal-auth
 	IdentityID             string // every method but universal-auth and token
@@ -48,43 +76,66 @@ type Credentials struct {
 	OrganizationSlug       string // optional: log in to this sub-organization
 }
 
-func (c Credentials) method() string {
+func (c Credentials) method() Method {
 	if c.Method == "" {
 		return MethodUniversalAuth
 	}
 	return c.Method
 }
 
-// Validate names, by its setting name, every setting the chosen method needs and lacks.
-func (c Credentials) Validate() error {
-	var missing []string
-	need := func(value, setting string) {
-		if strings.TrimSpace(value) == "" {
-			missing = append(missing, setting)
+// needs lists the credential fields each method logs in with, in the order errors name them when missing.
+var needs = map[Method][]Field{
+	MethodUniversalAuth: {FieldClientID, FieldClientSecret},
+	MethodKubernetes:    {FieldIdentityID},
+	MethodAWSIAM:        {FieldIdentityID},
+	MethodGCPIDToken:    {FieldIdentityID},
+	MethodGCPIAM:        {FieldIdentityID, FieldGCPKeyFile},
+	MethodAzure:         {FieldIdentityID},
+	MethodOIDC:          {FieldIdentityID, FieldOIDCToken},
+	MethodJWT:           {FieldIdentityID, FieldJWT},
+	MethodToken:         {FieldAccessToken},
+}
+
+// Missing lists the fields the chosen method needs and c leaves empty (none for an unsupported method, which
+// New refuses on its own).
+func (c Credentials) Missing() []Field {
+	var missing []Field
+	for _, f := range needs[c.method()] {
+		if strings.TrimSpace(c.value(f)) == "" {
+			missing = append(missing, f)
 		}
 	}
-	switch c.method() {
-	case MethodUniversalAuth:
-		need(c.ClientID, "INFISICAL_CLIENT_ID")
-		need(c.ClientSecret, "INFISICAL_CLIENT_SECRET")
-	case MethodKubernetes, MethodAWSIAM, MethodGCPIDToken, MethodAzure:
-		need(c.IdentityID, "INFISICAL_IDENTITY_ID")
-	case MethodGCPIAM:
-		need(c.IdentityID, "INFISICAL_IDENTITY_ID")
-		need(c.GCPKeyFile, "INFISICAL_GCP_KEY_FILE")
-	case MethodOIDC:
-		need(c.IdentityID, "INFISICAL_IDENTITY_ID")
-		need(c.OIDCToken+c.OIDCTokenPath, "INFISICAL_OIDC_TOKEN or INFISICAL_OIDC_TOKEN_PATH")
-	case MethodJWT:
-		need(c.IdentityID, "INFISICAL_IDENTITY_ID")
-		need(c.JWT, "INFISICAL_JWT")
-	case MethodToken:
-		need(c.AccessToken, "INFISICAL_ACCESS_TOKEN")
-	default:
-		return fmt.Errorf("INFISICAL_AUTH_METHOD %q is not supported; use one of %s", c.Method, strings.Join(Methods, ", "))
+	return missing
+}
+
+// value is what c holds for a credential field: for FieldOIDCToken, the token or the file holding it.
+func (c Credentials) value(f Field) string {
+	switch f {
+	case FieldClientID:
+		return c.ClientID
+	case FieldClientSecret:
+		return c.ClientSecret
+	case FieldIdentityID:
+		return c.IdentityID
+	case FieldGCPKeyFile:
+		return c.GCPKeyFile
+	case FieldOIDCToken:
+		return c.OIDCToken + c.OIDCTokenPath
+	case FieldJWT:
+		return c.JWT
+	case FieldAccessToken:
+		return c.AccessToken
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("auth method %s needs %s", c.method(), strings.Join(missing, " and "))
+	return ""
+}
+
+// check refuses credentials that cannot log in, naming fields with names.
+func (c Credentials) check(names namer) error {
+	if !c.method().Supported() {
+		return fmt.Errorf("%s %q is not supported; use one of %s", names.of(FieldMethod), c.Method, MethodList())
+	}
+	if missing := c.Missing(); len(missing) > 0 {
+		return fmt.Errorf("auth method %s needs %s", c.method(), names.list(missing))
 	}
 	return nil
 }
@@ -95,13 +146,19 @@ func (c Credentials) Validate() error {
 func (c Credentials) Identity() string {
 	secret := sha256.Sum256([]byte(strings.Join([]string{c.ClientSecret, c.OIDCToken, c.JWT, c.AccessToken}, "\x00")))
 	h := sha256.New()
-	for _, part := range []string{c.method(), c.ClientID, c.IdentityID, c.OrganizationSlug, c.KubernetesTokenPath,
+	for _, part := range []string{string(c.method()), c.ClientID, c.IdentityID, c.OrganizationSlug, c.KubernetesTokenPath,
 		c.AzureResource, c.GCPKeyFile, c.OIDCTokenPath, hex.EncodeToString(secret[:])} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
+
+// String names the credentials by method and Identity, so that printing them never shows a secret.
+func (c Credentials) String() string { return string(c.method()) + " identity " + c.Identity() }
+
+// LogValue is String for slog.
+func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // login logs in on client (a fresh SDK client nobody else uses) with the chosen method.
 func (c Credentials) login(client sdk.InfisicalClientInterface) (sdk.MachineIdentityCredential, error) {

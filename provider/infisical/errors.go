@@ -99,9 +99,6 @@ func (e *Error) Error() string {
 	if len(details) > 0 {
 		b.WriteString(" (" + strings.Join(details, ", ") + ")")
 	}
-	if e.Kind == KindTLS {
-		b.WriteString("; if Infisical uses a private CA, set INFISICAL_CA_CERT or INFISICAL_CA_CERT_PATH to its certificate")
-	}
 	return b.String()
 }
 
@@ -157,7 +154,7 @@ var (
 	// Infisical's own not-found messages: "Secret with name 'X' not found", "Folder with path '/a' in environment
 	// with slug 'dev' not found", "Environment with slug 'qa' not found", "Secret version not found", ...
 	infisicalNotFound = regexp.MustCompile(`(?i)^(secret|folder|environment|project|workspace|version)\b.*\bnot found\b`)
-	// Infisical's answer for an API path it does not serve: a wrong INFISICAL_BASE_URL or an old Infisical.
+	// Infisical's answer for an API path it does not serve: a wrong base URL or an old Infisical.
 	routeNotFound = regexp.MustCompile(`^Route \S+ not found`)
 )
 
@@ -169,25 +166,27 @@ const (
 	opLogin
 )
 
-// classify turns an SDK error into an *Error, or an error wrapping ErrNotFound for a 404 on a read.
-func classify(err error, o op) error {
+// classify turns an SDK error into an *Error, or an error wrapping ErrNotFound for a 404 on a read. Its hints name
+// configuration with names.
+func classify(err error, o op, names namer) error {
 	var ae *sdk.APIError
 	if errors.As(err, &ae) {
-		return classifyAPI(ae, o)
+		return classifyAPI(ae, o, names)
 	}
 	var re *sdk.RequestError
 	if errors.As(err, &re) {
 		msg := re.Error()
 		// The SDK keeps only the text of the transport's errors. These two are not retried: the same server would
 		// send the same answer again.
-		if strings.Contains(msg, errTooLarge.Error()) {
-			return &Error{Kind: KindUnavailable, Message: errTooLarge.Error(), Err: errTooLarge}
+		if strings.Contains(msg, ErrTooLarge.Error()) {
+			return &Error{Kind: KindUnavailable, Message: ErrTooLarge.Error(), Err: ErrTooLarge}
 		}
 		if strings.Contains(msg, errEncoded.Error()) {
-			return &Error{Kind: KindUnavailable, Message: errEncoded.Error() + " (is INFISICAL_BASE_URL the Infisical site?)", Err: errEncoded}
+			return &Error{Kind: KindUnavailable, Message: errEncoded.Error() + " " + names.notInfisical(), Err: errEncoded}
 		}
 		if strings.Contains(msg, "x509:") || strings.Contains(msg, "certificate") {
-			return &Error{Kind: KindTLS, Message: msg, Err: err}
+			return &Error{Kind: KindTLS, Err: err,
+				Message: msg + "; if Infisical uses a private CA, set " + names.of(FieldCACert) + " to its certificate"}
 		}
 		return &Error{Kind: KindUnavailable, Message: msg, Err: err}
 	}
@@ -202,7 +201,7 @@ func classify(err error, o op) error {
 	return &Error{Kind: KindBadRequest, Message: err.Error(), Err: err}
 }
 
-func classifyAPI(ae *sdk.APIError, o op) error {
+func classifyAPI(ae *sdk.APIError, o op, names namer) error {
 	msg := ae.ErrorMessage
 	if msg == "" {
 		msg = http.StatusText(ae.StatusCode)
@@ -218,7 +217,7 @@ func classifyAPI(ae *sdk.APIError, o op) error {
 		// A 404 that is not Infisical's "no such secret" (a load balancer's default backend, a proxy path mistake)
 		// says nothing about the secret: an outage, not a reason to forget a cached value.
 		e.Kind = KindUnavailable
-		e.Message = msg + "; the answer did not come from Infisical's secret lookup (is INFISICAL_BASE_URL the Infisical site?)"
+		e.Message = msg + "; the answer did not come from Infisical's secret lookup " + names.notInfisical()
 	case ae.StatusCode == http.StatusUnauthorized:
 		e.Kind = KindAuth
 	case ae.StatusCode == http.StatusForbidden:

@@ -65,9 +65,9 @@ func (c *Client) list(ctx context.Context, s *session, opts sdk.ListSecretsOptio
 	}
 	var err error
 	if callErr != nil {
-		err = classify(callErr, opRead)
-		if e, ok := asError(err); ok && errors.Is(e, errTooLarge) {
-			e.Message += "; a folder this large cannot be listed: set CACHE_PREFETCH=false to read its secrets one at a time"
+		err = classify(callErr, opRead, c.names)
+		if e, ok := asError(err); ok && errors.Is(e, ErrTooLarge) {
+			e.Message += "; a folder this large cannot be listed, only read a secret at a time"
 		}
 		var ae *sdk.APIError
 		if errors.As(callErr, &ae) {
@@ -82,7 +82,7 @@ func (c *Client) list(ctx context.Context, s *session, opts sdk.ListSecretsOptio
 	}
 	var l Listing
 	if err == nil {
-		l, err = listing(res, opts)
+		l, err = listing(res, opts, c.names)
 	}
 	c.record(ctx, span, routeList, err)
 	if err != nil {
@@ -93,14 +93,14 @@ func (c *Client) list(ctx context.Context, s *session, opts sdk.ListSecretsOptio
 }
 
 // listing sorts what Infisical listed into values to serve and names to read exactly.
-func listing(res sdk.ListSecretsResult, opts sdk.ListSecretsOptions) (Listing, error) {
+func listing(res sdk.ListSecretsResult, opts sdk.ListSecretsOptions, names namer) (Listing, error) {
 	l := Listing{Secrets: make(map[string]Secret, len(res.Secrets)), Unsure: map[string]bool{}, ETag: res.ETag,
 		Complete: len(res.Secrets) > 0}
 	for _, raw := range res.Secrets {
 		name := raw.SecretKey
 		if name == "" {
 			// The SDK decodes nothing, without an error, when a 2xx answer is not JSON (e.g. a proxy's page).
-			return Listing{}, &Error{Kind: KindUnavailable, Message: "Infisical listed a secret without a name (is INFISICAL_BASE_URL the Infisical site?)"}
+			return Listing{}, &Error{Kind: KindUnavailable, Message: "Infisical listed a secret without a name " + names.notInfisical()}
 		}
 		if _, seen := l.Secrets[name]; seen || l.Unsure[name] {
 			continue // the SDK puts local secrets before imported ones: the first wins, as in a single read
@@ -132,9 +132,9 @@ func (r FolderRef) options() (sdk.ListSecretsOptions, error) {
 	}
 	switch {
 	case r.ProjectID == "":
-		return bad("no project id (INFISICAL_PROJECT_ID)")
+		return bad("no project id")
 	case r.Environment == "":
-		return bad("no environment (INFISICAL_ENVIRONMENT)")
+		return bad("no environment")
 	}
 	path := r.Path
 	if path == "" {

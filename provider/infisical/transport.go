@@ -17,7 +17,7 @@ import (
 	sdk "github.com/infisical/go-sdk"
 )
 
-// Bounds on every exchange with an Infisical server. INFISICAL_BASE_URL may be a tenant's own server, so these hold
+// Bounds on every exchange with an Infisical server. The base URL may be a tenant's own server, so these hold
 // against a hostile one too.
 const (
 	// MaxResponseBytes bounds the body of one answer, after decompression. A secret's value is sent to a host in a
@@ -30,13 +30,16 @@ const (
 	lateGrace = 5 * time.Second
 )
 
-// errTooLarge ends the read of an answer larger than MaxResponseBytes. The SDK keeps only the text of transport
-// errors, so classify recognises it by its text.
-var errTooLarge = fmt.Errorf("the answer is larger than %d MiB, the most the provider reads from Infisical", MaxResponseBytes>>20)
+// ErrTooLarge ends the read of an answer larger than MaxResponseBytes; the *Error of such a call wraps it. The SDK
+// keeps only the text of transport errors, so classify recognises it by its text.
+var ErrTooLarge = fmt.Errorf("the answer is larger than %d MiB, the most the provider reads from Infisical", MaxResponseBytes>>20)
 
 // errEncoded refuses an answer in a content encoding the transport did not decode (the SDK would gunzip it without
 // any bound).
 var errEncoded = errors.New("the answer has a content encoding the provider did not ask for")
+
+// errNoPEM refuses a Config.CACert that holds no certificate.
+var errNoPEM = errors.New("holds no PEM certificate")
 
 // newTransport returns the HTTP transport of one Client's SDK clients: the system's proxies and roots plus caPEM, a
 // bound on each step (dial, TLS handshake, response header), and bounded answers.
@@ -54,7 +57,7 @@ func newTransport(caPEM string, upstreamTimeout time.Duration) (*http.Transport,
 			pool = x509.NewCertPool() // no system roots here: trust the given CA alone
 		}
 		if !pool.AppendCertsFromPEM([]byte(caPEM)) {
-			return nil, nil, errors.New("INFISICAL_CA_CERT (or the file INFISICAL_CA_CERT_PATH names) holds no PEM certificate")
+			return nil, nil, errNoPEM
 		}
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
@@ -78,13 +81,13 @@ func (b boundedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if resp.ContentLength > b.max {
 		resp.Body.Close()
-		return nil, errTooLarge
+		return nil, ErrTooLarge
 	}
 	resp.Body = &boundedBody{ReadCloser: resp.Body, left: b.max}
 	return resp, nil
 }
 
-// boundedBody reads at most left bytes, and fails with errTooLarge when there are more.
+// boundedBody reads at most left bytes, and fails with ErrTooLarge when there are more.
 type boundedBody struct {
 	io.ReadCloser
 	left int64
@@ -99,7 +102,7 @@ func (b *boundedBody) Read(p []byte) (int, error) {
 		var one [1]byte
 		n, err := b.ReadCloser.Read(one[:])
 		if n > 0 {
-			return 0, errTooLarge
+			return 0, ErrTooLarge
 		}
 		return 0, err
 	}

@@ -3,6 +3,8 @@ package settings
 import (
 	"fmt"
 	"strings"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 )
 
 // lookup returns a setting's trimmed value; an empty value counts as unset.
@@ -48,52 +50,68 @@ func Load(src Source) (*Settings, error) {
 	return s, nil
 }
 
-// checkInfisical checks what no single setting can: what the auth method needs, and settings given two ways.
-// link says the settings come from a link that brings its own identity.
+// checkInfisical checks what no single setting can: what the auth method needs (as the Infisical client defines
+// it), and settings given two ways. link says the settings come from a link that brings its own identity.
 func checkInfisical(inf Infisical, link bool) []Problem {
 	var problems []Problem
 	add := func(name, msg string) { problems = append(problems, Problem{name, msg}) }
-	need := func(name, value, todo string) {
-		if value != "" {
-			return
-		}
-		if link {
-			add(name, fmt.Sprintf("required: this link sets its own identity (INFISICAL_AUTH_METHOD=%s), so it must also set %s; %s", inf.AuthMethod, name, todo))
-			return
-		}
-		add(name, fmt.Sprintf("required with INFISICAL_AUTH_METHOD=%s; %s", inf.AuthMethod, todo))
+	var missing []infisical.Field
+	if inf.Method.Supported() { // else INFISICAL_AUTH_METHOD's own problem says so, and nothing else applies
+		missing = inf.Credentials.Missing()
 	}
-	const identityTodo = "set it to the ID of the machine identity (Access Control > Identities)"
-	switch inf.AuthMethod {
-	case UniversalAuth:
-		const other = ", or set INFISICAL_AUTH_METHOD to another login method"
-		need("INFISICAL_CLIENT_ID", inf.ClientID, "set it to the Universal Auth client ID of the machine identity"+other)
-		need("INFISICAL_CLIENT_SECRET", inf.ClientSecret, "set it to the Universal Auth client secret of the machine identity"+other)
-	case Token:
-		need("INFISICAL_ACCESS_TOKEN", inf.AccessToken, "set it to an Infisical access token")
-	case Kubernetes, AWSIAM, GCPIDToken, Azure:
-		need("INFISICAL_IDENTITY_ID", inf.IdentityID, identityTodo)
-	case GCPIAM:
-		need("INFISICAL_IDENTITY_ID", inf.IdentityID, identityTodo)
-		if !link { // a link signs with the provider's key file or not at all (checkOwnIdentity)
-			need("INFISICAL_GCP_KEY_FILE", inf.GCPKeyFile, "set it to the path of the service account's JSON key file")
+	for _, f := range missing {
+		if link && f == infisical.FieldGCPKeyFile {
+			continue // a link signs with the provider's key file or not at all (checkOwnIdentity)
 		}
-	case OIDC:
-		need("INFISICAL_IDENTITY_ID", inf.IdentityID, identityTodo)
-		switch {
-		case inf.OIDCToken == "" && inf.OIDCTokenPath == "" && link:
-			need("INFISICAL_OIDC_TOKEN", "", "set it to the OIDC token")
-		case inf.OIDCToken == "" && inf.OIDCTokenPath == "":
-			need("INFISICAL_OIDC_TOKEN", "", "set it to the OIDC token, or set INFISICAL_OIDC_TOKEN_PATH to a file holding it")
-		case inf.OIDCToken != "" && inf.OIDCTokenPath != "":
-			add("INFISICAL_OIDC_TOKEN_PATH", "set together with INFISICAL_OIDC_TOKEN; set only one of them")
+		name, todo := firstSettingFor(f), missingTodo(f, link)
+		if link {
+			add(name, fmt.Sprintf("required: this link sets its own identity (INFISICAL_AUTH_METHOD=%s), so it must also set %s; %s", inf.Method, name, todo))
+		} else {
+			add(name, fmt.Sprintf("required with INFISICAL_AUTH_METHOD=%s; %s", inf.Method, todo))
 		}
-	case JWTAuth:
-		need("INFISICAL_IDENTITY_ID", inf.IdentityID, identityTodo)
-		need("INFISICAL_JWT", inf.JWT, "set it to the signed JWT to log in with")
+	}
+	if inf.Method == infisical.MethodOIDC && inf.OIDCToken != "" && inf.OIDCTokenPath != "" {
+		add("INFISICAL_OIDC_TOKEN_PATH", "set together with INFISICAL_OIDC_TOKEN; set only one of them")
 	}
 	if inf.CACert != "" && inf.CACertPath != "" {
 		add("INFISICAL_CA_CERT_PATH", "set together with INFISICAL_CA_CERT; set only one of them")
 	}
 	return problems
+}
+
+// firstSettingFor is the setting a problem names for a missing field: where a field has two settings (the value or a
+// file holding it), the one for the value.
+func firstSettingFor(f infisical.Field) string {
+	for i := range table {
+		if table[i].field == f {
+			return table[i].Name
+		}
+	}
+	return f.String()
+}
+
+// missingTodo says what to set a missing credential's setting to; a link cannot name files, so it is told only of
+// the value.
+func missingTodo(f infisical.Field, link bool) string {
+	const otherMethod = ", or set INFISICAL_AUTH_METHOD to another login method"
+	switch f {
+	case infisical.FieldClientID:
+		return "set it to the Universal Auth client ID of the machine identity" + otherMethod
+	case infisical.FieldClientSecret:
+		return "set it to the Universal Auth client secret of the machine identity" + otherMethod
+	case infisical.FieldIdentityID:
+		return "set it to the ID of the machine identity (Access Control > Identities)"
+	case infisical.FieldGCPKeyFile:
+		return "set it to the path of the service account's JSON key file"
+	case infisical.FieldOIDCToken:
+		if link {
+			return "set it to the OIDC token"
+		}
+		return "set it to the OIDC token, or set INFISICAL_OIDC_TOKEN_PATH to a file holding it"
+	case infisical.FieldJWT:
+		return "set it to the signed JWT to log in with"
+	case infisical.FieldAccessToken:
+		return "set it to an Infisical access token"
+	}
+	return "set it"
 }

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 )
 
 // Settings is the provider's validated configuration.
@@ -51,21 +53,12 @@ type Infisical struct {
 	Environment string // slug
 	SecretPath  string // clean, absolute folder path
 
-	AuthMethod          string // one of AuthMethods
-	ClientID            string // universal-auth
-	ClientSecret        string // universal-auth
-	IdentityID          string // every machine-identity method except universal-auth and token
-	KubernetesTokenPath string // kubernetes
-	AzureResource       string // azure ("" = the SDK's default)
-	GCPKeyFile          string // gcp-iam
-	OIDCToken           string // oidc
-	OIDCTokenPath       string // oidc, read at login
-	JWT                 string // jwt
-	AccessToken         string // token
+	// Credentials are the identity that logs in, in the Infisical client's own terms: the INFISICAL_AUTH_METHOD
+	// settings fill them (see the table), and the client says what each method needs (Credentials.Missing).
+	infisical.Credentials
 
-	CACert           string // PEM text
-	CACertPath       string // PEM file
-	OrganizationSlug string // optional: log in to a sub-organization
+	CACert     string // PEM text
+	CACertPath string // PEM file
 }
 
 // Tenant is what a link configures: Infisical settings (over the provider's) plus the application they serve.
@@ -96,22 +89,6 @@ type TenantClaim struct {
 	Source      string // link source id, exactly as the host reports it
 	Application string // application name as APPLICATION writes it
 }
-
-// Auth methods, as INFISICAL_AUTH_METHOD spells them.
-const (
-	UniversalAuth = "universal-auth"
-	Kubernetes    = "kubernetes"
-	AWSIAM        = "aws-iam"
-	GCPIDToken    = "gcp-id-token"
-	GCPIAM        = "gcp-iam"
-	Azure         = "azure"
-	OIDC          = "oidc"
-	JWTAuth       = "jwt"
-	Token         = "token"
-)
-
-// AuthMethods lists the supported INFISICAL_AUTH_METHOD values.
-var AuthMethods = []string{UniversalAuth, Kubernetes, AWSIAM, GCPIDToken, GCPIAM, Azure, OIDC, JWTAuth, Token}
 
 // Redacted returns value fit for a log line: "***" for a secret setting's non-empty value, else value itself.
 func Redacted(name, value string) string {

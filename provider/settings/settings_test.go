@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 )
 
@@ -103,7 +104,7 @@ func TestDefaults(t *testing.T) {
 		{"INFISICAL_BASE_URL", s.Infisical.BaseURL, "https://app.infisical.com"},
 		{"INFISICAL_ENVIRONMENT", s.Infisical.Environment, "prod"},
 		{"INFISICAL_SECRET_PATH", s.Infisical.SecretPath, "/"},
-		{"INFISICAL_AUTH_METHOD", s.Infisical.AuthMethod, UniversalAuth},
+		{"INFISICAL_AUTH_METHOD", s.Infisical.Method, infisical.MethodUniversalAuth},
 		{"INFISICAL_KUBERNETES_TOKEN_PATH", s.Infisical.KubernetesTokenPath, "/var/run/secrets/kubernetes.io/serviceaccount/token"},
 		{"INFISICAL_AZURE_RESOURCE", s.Infisical.AzureResource, ""},
 		{"INFISICAL_CA_CERT", s.Infisical.CACert, ""},
@@ -218,7 +219,7 @@ func TestValidValues(t *testing.T) {
 		{"empty value means default", []string{"INFISICAL_ENVIRONMENT", ""},
 			func(s *Settings) bool { return s.Infisical.Environment == "prod" }},
 		{"auth method case", []string{"INFISICAL_AUTH_METHOD", "Universal-Auth"},
-			func(s *Settings) bool { return s.Infisical.AuthMethod == UniversalAuth }},
+			func(s *Settings) bool { return s.Infisical.Method == infisical.MethodUniversalAuth }},
 		{"cache disabled", []string{"CACHE_TTL", "0"}, func(s *Settings) bool { return s.CacheTTL == 0 }},
 		{"stale disabled", []string{"STALE_IF_ERROR", "0s"}, func(s *Settings) bool { return s.StaleIfError == 0 }},
 		{"not found never cached", []string{"CACHE_NOT_FOUND_TTL", "0"}, func(s *Settings) bool { return s.NotFoundTTL == 0 }},
@@ -264,7 +265,7 @@ func TestValidValues(t *testing.T) {
 			}},
 		{"kubernetes", []string{"INFISICAL_AUTH_METHOD", "kubernetes", "INFISICAL_IDENTITY_ID", "id-1", "INFISICAL_CLIENT_ID", ""},
 			func(s *Settings) bool {
-				return s.Infisical.AuthMethod == Kubernetes && s.Infisical.IdentityID == "id-1"
+				return s.Infisical.Method == infisical.MethodKubernetes && s.Infisical.IdentityID == "id-1"
 			}},
 	}
 	for _, tt := range tests {
@@ -420,42 +421,42 @@ func TestMultipleProblemsListed(t *testing.T) {
 func TestAuthMethodRequirements(t *testing.T) {
 	base := map[string]string{"INFISICAL_PROJECT_ID": "p"}
 	tests := []struct {
-		method  string
+		method  infisical.Method
 		kv      []string
 		missing []string
 	}{
-		{UniversalAuth, nil, []string{"INFISICAL_CLIENT_ID", "INFISICAL_CLIENT_SECRET"}},
-		{UniversalAuth, []string{"INFISICAL_CLIENT_ID", "c"}, []string{"INFISICAL_CLIENT_SECRET"}},
-		{UniversalAuth, []string{"INFISICAL_CLIENT_ID", "c", "INFISICAL_CLIENT_SECRET", "s"}, nil},
-		{Kubernetes, nil, []string{"INFISICAL_IDENTITY_ID"}},
-		{Kubernetes, []string{"INFISICAL_IDENTITY_ID", "i"}, nil},
-		{AWSIAM, nil, []string{"INFISICAL_IDENTITY_ID"}},
-		{AWSIAM, []string{"INFISICAL_IDENTITY_ID", "i"}, nil},
-		{GCPIDToken, nil, []string{"INFISICAL_IDENTITY_ID"}},
-		{GCPIDToken, []string{"INFISICAL_IDENTITY_ID", "i"}, nil},
-		{GCPIAM, []string{"INFISICAL_IDENTITY_ID", "i"}, []string{"INFISICAL_GCP_KEY_FILE"}},
-		{GCPIAM, []string{"INFISICAL_IDENTITY_ID", "i", "INFISICAL_GCP_KEY_FILE", "/k.json"}, nil},
-		{Azure, nil, []string{"INFISICAL_IDENTITY_ID"}},
-		{Azure, []string{"INFISICAL_IDENTITY_ID", "i"}, nil},
-		{OIDC, nil, []string{"INFISICAL_IDENTITY_ID", "INFISICAL_OIDC_TOKEN"}},
-		{OIDC, []string{"INFISICAL_IDENTITY_ID", "i", "INFISICAL_OIDC_TOKEN", "t"}, nil},
-		{OIDC, []string{"INFISICAL_IDENTITY_ID", "i", "INFISICAL_OIDC_TOKEN_PATH", "/t"}, nil},
-		{OIDC, []string{"INFISICAL_IDENTITY_ID", "i", "INFISICAL_OIDC_TOKEN", "t", "INFISICAL_OIDC_TOKEN_PATH", "/t"}, []string{"INFISICAL_OIDC_TOKEN_PATH"}},
-		{JWTAuth, []string{"INFISICAL_IDENTITY_ID", "i"}, []string{"INFISICAL_JWT"}},
-		{JWTAuth, []string{"INFISICAL_IDENTITY_ID", "i", "INFISICAL_JWT", "j"}, nil},
-		{Token, []string{"INFISICAL_CLIENT_ID", "c", "INFISICAL_CLIENT_SECRET", "s"}, []string{"INFISICAL_ACCESS_TOKEN"}},
-		{Token, []string{"INFISICAL_ACCESS_TOKEN", "tok"}, nil},
+		{infisical.MethodUniversalAuth, nil, []string{"INFISICAL_CLIENT_ID", "INFISICAL_CLIENT_SECRET"}},
+		{infisical.MethodUniversalAuth, []string{"INFISICAL_CLIENT_ID", "c"}, []string{"INFISICAL_CLIENT_SECRET"}},
+		{infisical.MethodUniversalAuth, []string{"INFISICAL_CLIENT_ID", "c", "INFISICAL_CLIENT_SECRET", "s"}, nil},
+		{infisical.MethodKubernetes, nil, []string{"INFISICAL_IDENTITY_ID"}},
+		{infisical.MethodKubernetes, []string{"INFISICAL_IDENTITY_ID", "i"}, nil},
+		{infisical.MethodAWSIAM, nil, []string{"INFISICAL_IDENTITY_ID"}},
+		{infisical.MethodAWSIAM, []string{"INFISICAL_IDENTITY_ID", "i"}, nil},
+		{infisical.MethodGCPIDToken, nil, []string{"INFISICAL_IDENTITY_ID"}},
+		{infisical.MethodGCPIDToken, []string{"INFISICAL_IDENTITY_ID", "i"}, nil},
+		{infisical.MethodGCPIAM, []string{"INFISICAL_IDENTITY_ID", "i"}, []string{"INFISICAL_GCP_KEY_FILE"}},
+		{infisical.MethodGCPIAM, []string{"INFISICAL_IDENTITY_ID", "i", "INFISICAL_GCP_KEY_FILE", "/k.json"}, nil},
+		{infisical.MethodAzure, nil, []string{"INFISICAL_IDENTITY_ID"}},
+		{infisical.MethodAzure, []string{"INFISICAL_IDENTITY_ID", "i"}, nil},
+		{infisical.MethodOIDC, nil, []string{"INFISICAL_IDENTITY_ID", "INFISICAL_OIDC_TOKEN"}},
+		{infisical.MethodOIDC, []string{"INFISICAL_IDENTITY_ID", "i", "INFISICAL_OIDC_TOKEN", "t"}, nil},
+		{infisical.MethodOIDC, []string{"INFISICAL_IDENTITY_ID", "i", "INFISICAL_OIDC_TOKEN_PATH", "/t"}, nil},
+		{infisical.MethodOIDC, []string{"INFISICAL_IDENTITY_ID", "i", "INFISICAL_OIDC_TOKEN", "t", "INFISICAL_OIDC_TOKEN_PATH", "/t"}, []string{"INFISICAL_OIDC_TOKEN_PATH"}},
+		{infisical.MethodJWT, []string{"INFISICAL_IDENTITY_ID", "i"}, []string{"INFISICAL_JWT"}},
+		{infisical.MethodJWT, []string{"INFISICAL_IDENTITY_ID", "i", "INFISICAL_JWT", "j"}, nil},
+		{infisical.MethodToken, []string{"INFISICAL_CLIENT_ID", "c", "INFISICAL_CLIENT_SECRET", "s"}, []string{"INFISICAL_ACCESS_TOKEN"}},
+		{infisical.MethodToken, []string{"INFISICAL_ACCESS_TOKEN", "tok"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s %v", tt.method, tt.kv), func(t *testing.T) {
-			m := with(with(base, tt.kv...), "INFISICAL_AUTH_METHOD", tt.method)
+			m := with(with(base, tt.kv...), "INFISICAL_AUTH_METHOD", string(tt.method))
 			s, err := Load(Maps(m, nil))
 			if tt.missing == nil {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if s.Infisical.AuthMethod != tt.method {
-					t.Fatalf("AuthMethod = %q", s.Infisical.AuthMethod)
+				if s.Infisical.Method != tt.method {
+					t.Fatalf("Method = %q", s.Infisical.Method)
 				}
 				return
 			}
@@ -621,7 +622,7 @@ func TestLoadTenant(t *testing.T) {
 			config:  map[string]string{"INFISICAL_CLIENT_ID": "tenant-client"},
 			secrets: map[string]string{"INFISICAL_CLIENT_SECRET": "tenant-secret"},
 			check: func(tn Tenant) bool {
-				return tn.ClientID == "tenant-client" && tn.ClientSecret == "tenant-secret" && tn.ProjectID == "proj-1" && tn.AuthMethod == UniversalAuth
+				return tn.ClientID == "tenant-client" && tn.ClientSecret == "tenant-secret" && tn.ProjectID == "proj-1" && tn.Method == infisical.MethodUniversalAuth
 			}},
 		{name: "client id without its own secret",
 			config: map[string]string{"INFISICAL_CLIENT_ID": "tenant-client"}, problems: []string{"INFISICAL_CLIENT_SECRET"}},
@@ -631,7 +632,7 @@ func TestLoadTenant(t *testing.T) {
 			config:  map[string]string{"INFISICAL_AUTH_METHOD": "jwt", "INFISICAL_IDENTITY_ID": "id-9"},
 			secrets: map[string]string{"INFISICAL_JWT": "signed"},
 			check: func(tn Tenant) bool {
-				return tn.AuthMethod == JWTAuth && tn.IdentityID == "id-9" && tn.ClientID == "" && tn.ClientSecret == "" &&
+				return tn.Method == infisical.MethodJWT && tn.IdentityID == "id-9" && tn.ClientID == "" && tn.ClientSecret == "" &&
 					tn.KubernetesTokenPath == ""
 			}},
 		{name: "auth method alone is incomplete",
@@ -682,7 +683,7 @@ func TestLoadTenant(t *testing.T) {
 
 func TestLoadTenantProjectRequired(t *testing.T) {
 	_, err := LoadTenant(Maps(map[string]string{"INFISICAL_CLIENT_ID": "c", "INFISICAL_CLIENT_SECRET": "s"}, nil), &Settings{Infisical: Infisical{
-		BaseURL: "https://app.infisical.com", Environment: "prod", SecretPath: "/", AuthMethod: UniversalAuth}})
+		BaseURL: "https://app.infisical.com", Environment: "prod", SecretPath: "/", Credentials: infisical.Credentials{Method: infisical.MethodUniversalAuth}}})
 	ps := problemsOf(t, err)
 	if len(ps) != 1 || ps[0].Setting != "INFISICAL_PROJECT_ID" {
 		t.Fatalf("problems = %+v", ps)
@@ -705,5 +706,29 @@ func TestRedactURLsHidesTokensAndPasswords(t *testing.T) {
 	_, err := Load(Maps(map[string]string{"INFISICAL_PROJECT_ID": "p", "NATS_URL": "tcp://s3cr3tToken@h:4222"}, nil))
 	if err == nil || strings.Contains(err.Error(), "s3cr3tToken") {
 		t.Fatalf("a bad NATS_URL's token reached the error: %v", err)
+	}
+}
+
+// Every part of the Infisical client's configuration its errors may name has a setting to name instead.
+func TestSettingForEveryClientField(t *testing.T) {
+	want := map[infisical.Field]string{
+		infisical.FieldBaseURL:      "INFISICAL_BASE_URL",
+		infisical.FieldCACert:       "INFISICAL_CA_CERT or INFISICAL_CA_CERT_PATH",
+		infisical.FieldMethod:       "INFISICAL_AUTH_METHOD",
+		infisical.FieldClientID:     "INFISICAL_CLIENT_ID",
+		infisical.FieldClientSecret: "INFISICAL_CLIENT_SECRET",
+		infisical.FieldIdentityID:   "INFISICAL_IDENTITY_ID",
+		infisical.FieldGCPKeyFile:   "INFISICAL_GCP_KEY_FILE",
+		infisical.FieldOIDCToken:    "INFISICAL_OIDC_TOKEN or INFISICAL_OIDC_TOKEN_PATH",
+		infisical.FieldJWT:          "INFISICAL_JWT",
+		infisical.FieldAccessToken:  "INFISICAL_ACCESS_TOKEN",
+	}
+	for f := infisical.FieldBaseURL; f <= infisical.FieldAccessToken; f++ {
+		if got := SettingFor(f); got != want[f] {
+			t.Errorf("SettingFor(%s) = %q, want %q", f, got, want[f])
+		}
+	}
+	if got := SettingFor(0); got != "" {
+		t.Errorf("SettingFor(0) = %q, want none", got)
 	}
 }

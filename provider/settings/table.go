@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 )
 
 // entry is one row of the table: the documented Spec plus how to parse the value into Settings and show it back.
@@ -30,6 +32,8 @@ type entry struct {
 	linkOnly bool
 	// tenant settings may be set on a link to override the provider's (all INFISICAL_* settings).
 	tenant bool
+	// field is the part of the Infisical client's configuration the setting sets, for SettingFor.
+	field infisical.Field
 }
 
 // maxUpstreamTimeout leaves a reply time to reach the host before its 10 s request timeout.
@@ -44,58 +48,58 @@ var (
 
 // table holds every setting in the order of Specs.
 var table = []entry{
-	text(Spec{Name: "INFISICAL_CLIENT_ID", Required: "with universal-auth",
+	sets(infisical.FieldClientID, text(Spec{Name: "INFISICAL_CLIENT_ID", Required: "with universal-auth",
 		Help: "Universal Auth client ID of the machine identity"},
-		func(s *Settings) *string { return &s.Infisical.ClientID }, nil),
-	text(Spec{Name: "INFISICAL_CLIENT_SECRET", Secret: true, Required: "with universal-auth",
+		func(s *Settings) *string { return &s.Infisical.ClientID }, nil)),
+	sets(infisical.FieldClientSecret, text(Spec{Name: "INFISICAL_CLIENT_SECRET", Secret: true, Required: "with universal-auth",
 		Help: "Universal Auth client secret of the machine identity"},
-		func(s *Settings) *string { return &s.Infisical.ClientSecret }, nil),
+		func(s *Settings) *string { return &s.Infisical.ClientSecret }, nil)),
 	required(text(Spec{Name: "INFISICAL_PROJECT_ID", Required: "yes",
 		Help: "ID of the Infisical project to read (Project Settings)"},
 		func(s *Settings) *string { return &s.Infisical.ProjectID }, nil),
 		"set it to the ID of the Infisical project to read (Project Settings)"),
-	text(Spec{Name: "INFISICAL_BASE_URL", Default: "https://app.infisical.com",
+	sets(infisical.FieldBaseURL, text(Spec{Name: "INFISICAL_BASE_URL", Default: infisical.DefaultBaseURL,
 		Help: "Infisical instance URL (Infisical Cloud US, EU, or self-hosted)"},
-		func(s *Settings) *string { return &s.Infisical.BaseURL }, checkBaseURL),
+		func(s *Settings) *string { return &s.Infisical.BaseURL }, checkBaseURL)),
 	text(Spec{Name: "INFISICAL_ENVIRONMENT", Default: "prod",
 		Help: "environment slug to read from (dev, staging, prod, ...)"},
 		func(s *Settings) *string { return &s.Infisical.Environment }, checkEnvironment),
 	text(Spec{Name: "INFISICAL_SECRET_PATH", Default: "/",
 		Help: "folder that secret keys are relative to"},
 		func(s *Settings) *string { return &s.Infisical.SecretPath }, checkSecretPath),
-	text(Spec{Name: "INFISICAL_AUTH_METHOD", Default: UniversalAuth,
-		Help: "how to log in: " + strings.Join(AuthMethods, ", ")},
-		func(s *Settings) *string { return &s.Infisical.AuthMethod }, checkAuthMethod),
-	text(Spec{Name: "INFISICAL_IDENTITY_ID", Required: "with every auth method but universal-auth and token",
+	sets(infisical.FieldMethod, text(Spec{Name: "INFISICAL_AUTH_METHOD", Default: string(infisical.MethodUniversalAuth),
+		Help: "how to log in: " + infisical.MethodList()},
+		func(s *Settings) *string { return (*string)(&s.Infisical.Method) }, checkAuthMethod)),
+	sets(infisical.FieldIdentityID, text(Spec{Name: "INFISICAL_IDENTITY_ID", Required: "with every auth method but universal-auth and token",
 		Help: "machine identity ID (Access Control > Identities)"},
-		func(s *Settings) *string { return &s.Infisical.IdentityID }, nil),
-	text(Spec{Name: "INFISICAL_KUBERNETES_TOKEN_PATH", Default: "/var/run/secrets/kubernetes.io/serviceaccount/token",
+		func(s *Settings) *string { return &s.Infisical.IdentityID }, nil)),
+	text(Spec{Name: "INFISICAL_KUBERNETES_TOKEN_PATH", Default: infisical.DefaultKubernetesTokenPath,
 		Help: "service account token file for kubernetes auth"},
 		func(s *Settings) *string { return &s.Infisical.KubernetesTokenPath }, nil),
 	text(Spec{Name: "INFISICAL_AZURE_RESOURCE",
 		Help: "resource (audience) for azure auth; unset = the SDK's default"},
 		func(s *Settings) *string { return &s.Infisical.AzureResource }, nil),
-	text(Spec{Name: "INFISICAL_GCP_KEY_FILE", Required: "with gcp-iam",
+	sets(infisical.FieldGCPKeyFile, text(Spec{Name: "INFISICAL_GCP_KEY_FILE", Required: "with gcp-iam",
 		Help: "service account key file for gcp-iam auth"},
-		func(s *Settings) *string { return &s.Infisical.GCPKeyFile }, nil),
-	text(Spec{Name: "INFISICAL_OIDC_TOKEN", Secret: true, Required: "with oidc (or INFISICAL_OIDC_TOKEN_PATH)",
+		func(s *Settings) *string { return &s.Infisical.GCPKeyFile }, nil)),
+	sets(infisical.FieldOIDCToken, text(Spec{Name: "INFISICAL_OIDC_TOKEN", Secret: true, Required: "with oidc (or INFISICAL_OIDC_TOKEN_PATH)",
 		Help: "OIDC token for oidc auth"},
-		func(s *Settings) *string { return &s.Infisical.OIDCToken }, nil),
-	text(Spec{Name: "INFISICAL_OIDC_TOKEN_PATH", Required: "with oidc (or INFISICAL_OIDC_TOKEN)",
+		func(s *Settings) *string { return &s.Infisical.OIDCToken }, nil)),
+	sets(infisical.FieldOIDCToken, text(Spec{Name: "INFISICAL_OIDC_TOKEN_PATH", Required: "with oidc (or INFISICAL_OIDC_TOKEN)",
 		Help: "file holding the OIDC token for oidc auth, read at every login"},
-		func(s *Settings) *string { return &s.Infisical.OIDCTokenPath }, nil),
-	text(Spec{Name: "INFISICAL_JWT", Secret: true, Required: "with jwt",
+		func(s *Settings) *string { return &s.Infisical.OIDCTokenPath }, nil)),
+	sets(infisical.FieldJWT, text(Spec{Name: "INFISICAL_JWT", Secret: true, Required: "with jwt",
 		Help: "signed JWT for jwt auth"},
-		func(s *Settings) *string { return &s.Infisical.JWT }, nil),
-	text(Spec{Name: "INFISICAL_ACCESS_TOKEN", Secret: true, Required: "with token",
+		func(s *Settings) *string { return &s.Infisical.JWT }, nil)),
+	sets(infisical.FieldAccessToken, text(Spec{Name: "INFISICAL_ACCESS_TOKEN", Secret: true, Required: "with token",
 		Help: "ready-made Infisical access token for token auth"},
-		func(s *Settings) *string { return &s.Infisical.AccessToken }, nil),
-	text(Spec{Name: "INFISICAL_CA_CERT",
+		func(s *Settings) *string { return &s.Infisical.AccessToken }, nil)),
+	sets(infisical.FieldCACert, text(Spec{Name: "INFISICAL_CA_CERT",
 		Help: "PEM CA certificate(s) to trust for Infisical (private CA)"},
-		func(s *Settings) *string { return &s.Infisical.CACert }, checkPEM),
-	text(Spec{Name: "INFISICAL_CA_CERT_PATH",
+		func(s *Settings) *string { return &s.Infisical.CACert }, checkPEM)),
+	sets(infisical.FieldCACert, text(Spec{Name: "INFISICAL_CA_CERT_PATH",
 		Help: "file of PEM CA certificate(s) to trust for Infisical"},
-		func(s *Settings) *string { return &s.Infisical.CACertPath }, nil),
+		func(s *Settings) *string { return &s.Infisical.CACertPath }, nil)),
 	text(Spec{Name: "INFISICAL_ORGANIZATION_SLUG",
 		Help: "organization slug, to log in to a sub-organization"},
 		func(s *Settings) *string { return &s.Infisical.OrganizationSlug }, nil),
@@ -252,6 +256,25 @@ func required(e entry, todo string) entry {
 	return e
 }
 
+// sets tags e as the setting (or one of the settings) of an Infisical client's configuration field.
+func sets(f infisical.Field, e entry) entry {
+	e.field = f
+	return e
+}
+
+// SettingFor names the setting, or the settings joined with "or", that set an Infisical client's configuration
+// field: the one translation from the client's terms to the settings', for its errors and hints (pass it as
+// infisical.Config.Names). It returns "" for a field no setting sets.
+func SettingFor(f infisical.Field) string {
+	var names []string
+	for i := range table {
+		if table[i].field == f && f != 0 {
+			names = append(names, table[i].Name)
+		}
+	}
+	return strings.Join(names, " or ")
+}
+
 func notNegative(zero string) func(time.Duration) error {
 	return func(d time.Duration) error {
 		if d < 0 {
@@ -298,11 +321,11 @@ func checkSecretPath(v string) (string, error) {
 }
 
 func checkAuthMethod(v string) (string, error) {
-	m := strings.ToLower(v)
-	if !slices.Contains(AuthMethods, m) {
-		return "", fmt.Errorf("%q is not a supported auth method; use one of %s", v, strings.Join(AuthMethods, ", "))
+	m := infisical.Method(strings.ToLower(v))
+	if !m.Supported() {
+		return "", fmt.Errorf("%q is not a supported auth method; use one of %s", v, infisical.MethodList())
 	}
-	return m, nil
+	return string(m), nil
 }
 
 // checkPEM also accepts PEM whose line breaks were written as literal \n, as happens in env files and YAML.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 )
 
 // What a tenant link may set. Anyone who can deploy a manifest or put a link writes a link's config, so the link
@@ -25,10 +27,6 @@ var (
 		"INFISICAL_CA_CERT_PATH"}
 )
 
-// ambientMethods log in with what the provider's platform or its operator gave the provider itself (a service
-// account token, an IAM role, a metadata server, a managed identity, a key file), not with anything a link brings.
-var ambientMethods = []string{Kubernetes, AWSIAM, GCPIDToken, Azure, GCPIAM}
-
 // LinkSettings lists, sorted, the names a tenant link may set.
 func LinkSettings() []string {
 	return slices.Sorted(slices.Values(slices.Concat(linkPlace, linkIdentity, linkServer)))
@@ -36,8 +34,9 @@ func LinkSettings() []string {
 
 // LoadTenant reads a link's settings (its target config and secrets) over the provider's Infisical settings. It
 // refuses, naming each, every setting outside the link allow-list (LinkSettings), a file path, an identity that is
-// incomplete, and an ambient login (ambientMethods) unless the provider's TENANT_AMBIENT_AUTH allows it, and then
-// only to the provider's own INFISICAL_BASE_URL and CA.
+// incomplete, and an ambient login (infisical.Method.Ambient: the provider's platform identity, not anything a link
+// brings) unless the provider's TENANT_AMBIENT_AUTH allows it, and then only to the provider's own
+// INFISICAL_BASE_URL and CA.
 func LoadTenant(src Source, provider *Settings) (Tenant, error) {
 	problems := refusedLinkSettings(src)
 	own := setsAny(src, linkIdentity)
@@ -52,7 +51,7 @@ func LoadTenant(src Source, provider *Settings) (Tenant, error) {
 	problems = append(problems, more...)
 	if own {
 		problems = append(problems, checkOwnIdentity(t, provider)...)
-		if slices.Contains(ambientMethods, t.AuthMethod) && provider.TenantAmbientAuth {
+		if t.Method.Ambient() && provider.TenantAmbientAuth {
 			t.KubernetesTokenPath, t.AzureResource, t.GCPKeyFile =
 				provider.Infisical.KubernetesTokenPath, provider.Infisical.AzureResource, provider.Infisical.GCPKeyFile
 		}
@@ -125,7 +124,7 @@ func setsAny(src Source, names []string) bool {
 // withoutIdentity keeps where to read, and the provider's CA, and drops every login detail of the provider's.
 func withoutIdentity(t Infisical) Infisical {
 	return Infisical{BaseURL: t.BaseURL, ProjectID: t.ProjectID, Environment: t.Environment, SecretPath: t.SecretPath,
-		AuthMethod: UniversalAuth, CACert: t.CACert, CACertPath: t.CACertPath}
+		Credentials: infisical.Credentials{Method: infisical.MethodUniversalAuth}, CACert: t.CACert, CACertPath: t.CACertPath}
 }
 
 // applyLinkValues parses the allowed values a link sets; TENANT_INFISICAL_CLIENT_SECRET is INFISICAL_CLIENT_SECRET.
@@ -157,16 +156,16 @@ func applyLinkValues(src Source, t Infisical) (Infisical, []Problem) {
 // checkOwnIdentity checks a link's own identity: an ambient method only where the operator allows it, and then
 // only towards the provider's own Infisical.
 func checkOwnIdentity(t Infisical, provider *Settings) []Problem {
-	if !slices.Contains(ambientMethods, t.AuthMethod) {
+	if !t.Method.Ambient() {
 		return nil
 	}
 	if !provider.TenantAmbientAuth {
 		return []Problem{{"INFISICAL_AUTH_METHOD", fmt.Sprintf("%s logs in with the provider's own platform identity, which a link may "+
 			"use only when the provider's TENANT_AMBIENT_AUTH is true; give the link an identity of its own "+
-			"(universal-auth, oidc with INFISICAL_OIDC_TOKEN, jwt or token)", t.AuthMethod)}}
+			"(universal-auth, oidc with INFISICAL_OIDC_TOKEN, jwt or token)", t.Method)}}
 	}
 	var problems []Problem
-	if t.AuthMethod == GCPIAM && provider.Infisical.GCPKeyFile == "" {
+	if t.Method == infisical.MethodGCPIAM && provider.Infisical.GCPKeyFile == "" {
 		problems = append(problems, Problem{"INFISICAL_AUTH_METHOD",
 			"gcp-iam on a link signs with the provider's own INFISICAL_GCP_KEY_FILE, and the provider has none"})
 	}

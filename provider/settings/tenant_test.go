@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 )
 
 // A link is written by whoever deploys a manifest: it must never make the provider send its own platform identity
@@ -91,7 +93,7 @@ func TestLoadTenantAmbientOnlyWhereAllowed(t *testing.T) {
 		problems []string
 	}{
 		{name: "kubernetes to the provider's Infisical", config: k8s, check: func(tn Tenant) bool {
-			return tn.AuthMethod == Kubernetes && tn.IdentityID == "tenant-id" && tn.KubernetesTokenPath == "/var/run/k8s-token" &&
+			return tn.Method == infisical.MethodKubernetes && tn.IdentityID == "tenant-id" && tn.KubernetesTokenPath == "/var/run/k8s-token" &&
 				tn.BaseURL == provider.Infisical.BaseURL && tn.ClientID == "" && tn.ClientSecret == ""
 		}},
 		{name: "azure keeps the provider's resource", config: map[string]string{"INFISICAL_AUTH_METHOD": "azure", "INFISICAL_IDENTITY_ID": "x"},
