@@ -17,7 +17,10 @@ import (
 
 // hangingLister lists one folder once, then hangs every call until its context ends: Infisical during an outage
 // that accepts connections and never answers.
-type hangingLister struct{ hang atomic.Bool }
+type hangingLister struct {
+	lifecycle
+	hang atomic.Bool
+}
 
 func (h *hangingLister) GetSecret(ctx context.Context, ref infisical.SecretRef) (infisical.Secret, error) {
 	if h.hang.Load() {
