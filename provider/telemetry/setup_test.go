@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/otlptest"
 )
 
@@ -364,10 +365,9 @@ func TestCollectorDownGRPC(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 	// The export keeps retrying in the background after Shutdown gave up; its failure is still reported once.
-	deadline := time.Now().Add(10 * time.Second)
-	for countLines(logs.String(), "telemetry export failing", "signal=traces") == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, "the export failure to be reported", func() bool {
+		return countLines(logs.String(), "telemetry export failing", "signal=traces") > 0
+	})
 	if n := countLines(logs.String(), "telemetry export failing", "signal=traces"); n != 1 {
 		t.Errorf("%d export-failing warnings, want 1; logs:\n%s", n, logs.String())
 	}
