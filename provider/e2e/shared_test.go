@@ -24,7 +24,7 @@ func TestReplicasShareInfisicalReadsThroughJetStream(t *testing.T) {
 	logs := make([]*syncBuffer, replicas)
 	for i := range logs {
 		logs[i] = &syncBuffer{}
-		startReplica(t, h.env, logs[i], logged(logs[i], servingLine))
+		startServe(t, h.env, logs[i], logged(logs[i], servingLine))
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
