@@ -42,7 +42,7 @@ func probe(t *testing.T, method, url string) (int, string) {
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
-func TestServeHealthEndpointsReportWhatTheHostWouldSee(t *testing.T) {
+func TestSlow_ServeHealthEndpointsReportWhatTheHostWouldSee(t *testing.T) {
 	h := newHarness(t)
 	h.env["HEALTH_ADDR"] = "127.0.0.1:0"
 	h.start()

@@ -389,7 +389,7 @@ func TestManagedTenantOutlivesOneOfItsLinks(t *testing.T) {
 
 // Health reports unhealthy while the connection secrets requests arrive on is down, and healthy again once NATS
 // reconnects it.
-func TestManagedHealthFollowsTheSecretsConnection(t *testing.T) {
+func TestSlow_ManagedHealthFollowsTheSecretsConnection(t *testing.T) {
 	ctlURL, ctl := natstest.Start(t)
 	m := startManaged(t, func(hd hostsim.HostData) {
 		hd["config"].(map[string]string)["NATS_URL"] = ctlURL

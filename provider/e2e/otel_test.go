@@ -273,7 +273,7 @@ func keys(m map[string]otlptest.Span) []string {
 	return out
 }
 
-func TestManagedCollectorDownCostsRequestsNothing(t *testing.T) {
+func TestSlow_ManagedCollectorDownCostsRequestsNothing(t *testing.T) {
 	m := startManaged(t, func(hd hostsim.HostData) { hd["otel_config"] = otelConfig("http://" + testnet.ClosedAddr(t)) })
 
 	for i := range 5 {

@@ -204,7 +204,7 @@ func sealedGet(t *testing.T, host *hostsim.Host, e *hostsim.Entity, ref hostsim.
 	return nats.Header{secrets.HostXkeyHeader: []string{hkPub}}, sealed
 }
 
-func TestClusterNodeLossRecoversWithinFiveSeconds(t *testing.T) {
+func TestSlow_ClusterNodeLossRecoversWithinFiveSeconds(t *testing.T) {
 	nodes := natstest.StartCluster(t, 3)
 	nodeA, nodeB := nodes[0], nodes[1]
 	h := newHarness(t)
@@ -457,7 +457,7 @@ func heapAndGoroutines() (heap uint64, goroutines int) {
 	return ms.HeapAlloc, runtime.NumGoroutine()
 }
 
-func TestHostileFloodLeavesGoroutinesAndHeapFlat(t *testing.T) {
+func TestSlow_HostileFloodLeavesGoroutinesAndHeapFlat(t *testing.T) {
 	const (
 		warmup, requests = 1_000, 20_000
 		window           = 1024

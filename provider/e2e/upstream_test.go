@@ -13,7 +13,7 @@ import (
 )
 
 // Prefetch is on by default, so a get costs one list of its folder; the same holds for reads with it off.
-func TestConcurrentGetsCoalesceIntoOneCall(t *testing.T) {
+func TestSlow_ConcurrentGetsCoalesceIntoOneCall(t *testing.T) {
 	h := newHarness(t)
 	// Long enough for the repeat below to come within it on a loaded machine; waiting for it to run out costs
 	// exactly its length.
@@ -79,7 +79,7 @@ func (h *harness) servedStaleOnce(ref hostsim.Ref, want string) {
 	})
 }
 
-func TestStaleIfError(t *testing.T) {
+func TestSlow_StaleIfError(t *testing.T) {
 	h := newHarness(t)
 	h.env["CACHE_TTL"] = "200ms"
 	h.env["STALE_IF_ERROR"] = "1500ms"
@@ -134,7 +134,7 @@ func TestHangingInfisicalCostsOneBudget(t *testing.T) {
 	}
 }
 
-func TestRateLimitedOnceThenServed(t *testing.T) {
+func TestSlow_RateLimitedOnceThenServed(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	h.fake.FailNext(fakeinfisical.RouteListSecrets, 1, http.StatusTooManyRequests,

@@ -260,7 +260,7 @@ func TestHangTimesOutAndRecovers(t *testing.T) {
 
 // Hung calls keep their slots: beyond MaxInFlight, a call waits for a slot until its deadline, then fails without
 // reaching Infisical.
-func TestMaxInFlightWaitsThenFails(t *testing.T) {
+func TestSlow_MaxInFlightWaitsThenFails(t *testing.T) {
 	t.Parallel()
 	fake := newFake(t)
 	c := newClient(t, fake.URL, func(cfg *Config) {

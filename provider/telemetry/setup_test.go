@@ -336,7 +336,7 @@ func TestCarrierRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCollectorDownGRPC(t *testing.T) {
+func TestSlow_CollectorDownGRPC(t *testing.T) {
 	log, logs := newLogger(t)
 	tel := setup(t, Config{
 		ServiceName: "p", TracesEnabled: true, Protocol: ProtocolGRPC, TracesEndpoint: "http://" + testnet.ClosedAddr(t), Logger: log,

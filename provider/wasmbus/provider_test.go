@@ -382,7 +382,7 @@ func TestConfigUpdate(t *testing.T) {
 	})
 }
 
-func TestHealth(t *testing.T) {
+func TestSlow_Health(t *testing.T) {
 	k := newTestKeys(t)
 	tests := []struct {
 		name   string
