@@ -146,6 +146,25 @@ func startServe(t *testing.T, env map[string]string, out io.Writer, ready func()
 	return stop
 }
 
+// startReplicas runs n more `serve`s with env, each logging to its own buffer, and waits until each is serving. The
+// test's failure shows every replica's logs.
+func startReplicas(t *testing.T, env map[string]string, n int) []*syncBuffer {
+	t.Helper()
+	logs := make([]*syncBuffer, n)
+	for i := range logs {
+		logs[i] = &syncBuffer{}
+		startServe(t, env, logs[i], logged(logs[i], servingLine))
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, l := range logs {
+				t.Logf("replica %d logs:\n%s", i, l.String())
+			}
+		}
+	})
+	return logs
+}
+
 // logged reports whether logs holds s, for startServe's ready.
 func logged(logs fmt.Stringer, s string) func() bool {
 	return func() bool { return strings.Contains(logs.String(), s) }

@@ -26,18 +26,7 @@ import (
 func TestReplicasShareOneQueueGroup(t *testing.T) {
 	h := newHarness(t)
 	const replicas, gets = 3, 300
-	logs := make([]*syncBuffer, replicas)
-	for i := range logs {
-		logs[i] = &syncBuffer{}
-		startServe(t, h.env, logs[i], logged(logs[i], servingLine))
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, l := range logs {
-				t.Logf("replica %d logs:\n%s", i, l.String())
-			}
-		}
-	})
+	logs := startReplicas(t, h.env, replicas)
 
 	errs := make(chan error, gets)
 	var wg sync.WaitGroup
