@@ -9,7 +9,7 @@ LDFLAGS    := -s -w -X github.com/infisical-secrets-provider/infisical-secrets-p
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME   ?= 10s
 
-.PHONY: all build test lint demo par push image bench charts fuzz docs clean test-wasmcloud wasmcloud-tools wasmcloud-deps
+.PHONY: all build test test-quick lint demo par push image bench charts fuzz docs clean test-wasmcloud wasmcloud-tools wasmcloud-deps
 
 all: build
 
@@ -17,10 +17,15 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/$(BIN) .
 
-## test: go vet and the whole test suite with the race detector
+## test: go vet and the whole test suite with the race detector, the slow wall-clock scenarios (TestSlow_*) included
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+## test-quick: the test suite with the race detector but without the slow wall-clock scenarios (TestSlow_*), for the
+## edit-and-test loop; make test (and CI) runs them
+test-quick:
+	$(GO) test -race -count=1 -timeout 10m -skip '^TestSlow_' ./...
 
 ## lint: gofmt, a tidy go.mod, go vet and staticcheck
 lint:

@@ -7,37 +7,13 @@ import (
 	"testing"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 )
 
-func accountKey(t testing.TB) string {
-	t.Helper()
-	kp, err := nkeys.CreateAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pub
-}
-
-func publicKey(t testing.TB, create func() (nkeys.KeyPair, error)) string {
-	t.Helper()
-	kp, err := create()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pub
-}
-
 func TestNewIssuers(t *testing.T) {
-	acct := accountKey(t)
-	user := publicKey(t, nkeys.CreateUser)
+	acct := testkeys.AccountKey(t)
+	user := testkeys.PublicKey(t, nkeys.CreateUser)
 	seedKP, err := nkeys.CreateAccount()
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +123,7 @@ func TestNewRulesErrors(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	trusted, other := accountKey(t), accountKey(t)
+	trusted, other := testkeys.AccountKey(t), testkeys.AccountKey(t)
 	shopRules := `[{"application":"shop","key":"/shop/*"}, {"issuer":"` + trusted + `","name":"admin-*","key":"/admin/**"}]`
 	shop := Subject{Issuer: trusted, Subject: "MABC", Name: "web", Application: "shop", Project: "p1", Environment: "prod"}
 	with := func(s Subject, edit func(*Subject)) Subject {
@@ -279,7 +255,7 @@ func FuzzNewRules(f *testing.F) {
 }
 
 func BenchmarkCheck(b *testing.B) {
-	p, err := New([]string{accountKey(b)}, `[{"application":"blog","key":"/blog/*"},{"application":"shop","key":"/shop/**"}]`)
+	p, err := New([]string{testkeys.AccountKey(b)}, `[{"application":"blog","key":"/blog/*"},{"application":"shop","key":"/shop/**"}]`)
 	if err != nil {
 		b.Fatal(err)
 	}

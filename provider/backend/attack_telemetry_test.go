@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
@@ -21,7 +22,7 @@ import (
 // unchanged.
 func TestAttackUnsampledRequestsAreCountedAndPropagated(t *testing.T) {
 	rec, reader := recordTelemetry(t)
-	trusted := mustAccount(t)
+	trusted := testkeys.AccountKey(t)
 	up := &fakeUpstream{}
 	clk := newTestClock()
 	b, err := New(Config{

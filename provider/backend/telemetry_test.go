@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"errors"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"io"
 	"log/slog"
 	"strings"
@@ -11,13 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nkeys"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
@@ -61,24 +61,11 @@ func (f *fakeUpstream) setFailing(v bool) {
 	f.failing = v
 }
 
-func mustAccount(t *testing.T) string {
-	t.Helper()
-	kp, err := nkeys.CreateAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pub
-}
-
 // TestSpansAndCacheMetrics runs its rows in order against one backend: the cache state each row sees is what the
 // rows before it left.
 func TestSpansAndCacheMetrics(t *testing.T) {
 	rec, reader := recordTelemetry(t)
-	trusted, untrusted := mustAccount(t), mustAccount(t)
+	trusted, untrusted := testkeys.AccountKey(t), testkeys.AccountKey(t)
 	up := &fakeUpstream{}
 	var mu sync.Mutex
 	now := time.Unix(1_700_000_000, 0)

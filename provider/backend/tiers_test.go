@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
@@ -162,7 +163,7 @@ func TestConcurrentKeysOfAFolderShareOneList(t *testing.T) {
 		wg.Go(func() { r.mustGet(t, "/shop/"+k, map[string]string{"A": "shop-a2", "B": "shop-b", "C": "shop-c"}[k]) })
 	}
 	// Those that arrive after the list ends find it cached: either way, one list.
-	waitUntil(t, "the list to reach Infisical", func() bool { return fake.Lists() == 1 })
+	eventually.True(t, "the list to reach Infisical", func() bool { return fake.Lists() == 1 })
 	fake.Hang(fakeinfisical.RouteListSecrets, false)
 	wg.Wait()
 	wantCalls(t, fake, calls{lists: 1})
@@ -544,17 +545,5 @@ func TestStormCostsOneListPerFolderForTheFleet(t *testing.T) {
 	wg.Wait()
 	if fake.Lists() > folders || fake.Reads() != 0 {
 		t.Fatalf("Infisical saw %d lists and %d reads for the fleet; want at most %d lists", fake.Lists(), fake.Reads(), folders)
-	}
-}
-
-// waitUntil polls cond: only to synchronise with goroutines, never to measure time.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
 )
 
@@ -45,18 +46,6 @@ func newCache(t *testing.T, o Options[string]) (*Cache[string, string], *clock) 
 		o.Final = func(err error) bool { return errors.Is(err, errNotFound) }
 	}
 	return New[string, string](o), clk
-}
-
-// waitFor polls cond: only to synchronise with goroutines, never to measure time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 type step struct {
@@ -158,7 +147,7 @@ func TestCoalescing(t *testing.T) {
 			results <- res
 		})
 	}
-	waitFor(t, "all callers to join the fetch", func() bool { return ctx.waiting.Load() == callers })
+	eventually.True(t, "all callers to join the fetch", func() bool { return ctx.waiting.Load() == callers })
 	once.Do(func() { close(release) })
 	wg.Wait()
 	close(results)
@@ -194,7 +183,7 @@ func TestTTLZeroStillCoalesces(t *testing.T) {
 	for range 5 {
 		wg.Go(func() { _, _, _ = c.Get(ctx, "k", fetch) })
 	}
-	waitFor(t, "callers to join", func() bool { return ctx.waiting.Load() == 5 })
+	eventually.True(t, "callers to join", func() bool { return ctx.waiting.Load() == 5 })
 	once.Do(func() { close(release) })
 	wg.Wait()
 	if n := calls.Load(); n != 1 {
@@ -263,7 +252,7 @@ func TestCallerContextEnds(t *testing.T) {
 			if err := <-fetchErr; err != nil {
 				t.Fatalf("the shared fetch saw its context end: %v", err)
 			}
-			waitFor(t, "the fetch to store its value", func() bool {
+			eventually.True(t, "the fetch to store its value", func() bool {
 				v, age, ok := c.Stale("k")
 				return ok && v == "new" && age == 0
 			})
@@ -424,7 +413,7 @@ func TestFlightKeysOfDifferentTypesDoNotCollide(t *testing.T) {
 		v, _, _ := c.Get(ctx, int(1), slow)
 		done <- v
 	}()
-	waitFor(t, "the first fetch to start", func() bool { return ctx.waiting.Load() == 1 })
+	eventually.True(t, "the first fetch to start", func() bool { return ctx.waiting.Load() == 1 })
 	v, res, err := c.Get(context.Background(), int64(1), func(context.Context) (string, error) { return "int64", nil })
 	if err != nil || v != "int64" || res != Miss {
 		t.Fatalf("Get(int64(1)) = (%q, %s, %v), want its own fetch", v, res, err)

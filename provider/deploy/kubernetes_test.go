@@ -15,7 +15,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nkeys"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/infisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/ociimage"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 )
 
@@ -366,19 +366,9 @@ func standIn(t *testing.T, name string) string {
 	t.Helper()
 	switch name {
 	case "TRUSTED_ISSUERS":
-		kp, err := nkeys.CreateAccount()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub, _ := kp.PublicKey()
-		return pub
+		return testkeys.AccountKey(t)
 	case "SERVER_XKEY_SEED":
-		kp, err := nkeys.CreateCurveKeys()
-		if err != nil {
-			t.Fatal(err)
-		}
-		seed, _ := kp.Seed()
-		return string(seed)
+		return testkeys.CurveSeed(t)
 	}
 	return "placeholder-" + strings.ToLower(name)
 }

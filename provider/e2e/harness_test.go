@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/cli"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
@@ -43,8 +47,7 @@ type harness struct {
 	comp   *hostsim.Entity
 	env    map[string]string
 	logs   *syncBuffer
-	cancel context.CancelFunc
-	done   chan int
+	stop   func() // stops the backend start ran; set by start
 }
 
 // newHarness seeds the fake with a demo project and starts nothing yet; start runs the backend.
@@ -96,56 +99,88 @@ func newHarnessOn(t *testing.T, url string) *harness {
 	}
 }
 
-// start runs `serve` in-process and waits until it answers server_xkey.
+// start runs the harness's backend with h.env and waits until it answers server_xkey; h.stop stops it earlier than
+// the end of the test.
 func (h *harness) start() {
 	h.t.Helper()
+	h.t.Cleanup(func() {
+		if h.t.Failed() {
+			h.t.Logf("backend logs:\n%s", h.logs.String())
+		}
+	})
+	h.stop = startServe(h.t, h.env, h.logs, answersXKey(h.nc))
+}
+
+// startServe runs `serve` in-process on a copy of env, logging to out, and waits until ready reports true. It
+// stops serve when the test ends, or earlier when the returned stop is called.
+func startServe(t *testing.T, env map[string]string, out io.Writer, ready func() bool) (stop func()) {
+	t.Helper()
+	own := maps.Clone(env)
 	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan int, 1)
-	env := map[string]string{}
-	for k, v := range h.env {
-		env[k] = v
-	}
+	exited := make(chan struct{})
+	var code int
 	go func() {
-		h.done <- cli.Run(ctx, []string{"serve"}, strings.NewReader(""), h.logs, h.logs, func(k string) (string, bool) {
-			v, ok := env[k]
+		defer close(exited)
+		code = cli.Run(ctx, []string{"serve"}, strings.NewReader(""), out, out, func(k string) (string, bool) {
+			v, ok := own[k]
 			return v, ok
 		})
 	}()
-	h.t.Cleanup(h.stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	stop = sync.OnceFunc(func() {
+		cancel()
 		select {
-		case code := <-h.done:
-			h.t.Fatalf("serve exited with %d:\n%s", code, h.logs.String())
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("serve did not stop within 10s")
+		}
+	})
+	t.Cleanup(stop)
+	eventually.True(t, "serve to be ready", func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("serve exited with %d before it was ready", code)
 		default:
 		}
-		c := secrets.NewClient(h.nc, prefix, backend)
-		rctx, rcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		_, err := c.ServerXKey(rctx)
-		rcancel()
-		if err == nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	h.t.Fatalf("backend did not answer server_xkey:\n%s", h.logs.String())
+		return ready()
+	})
+	return stop
 }
 
-func (h *harness) stop() {
-	if h.cancel == nil {
-		return
+// startReplicas runs n more `serve`s with env, each logging to its own buffer, and waits until each is serving. The
+// test's failure shows every replica's logs.
+func startReplicas(t *testing.T, env map[string]string, n int) []*syncBuffer {
+	t.Helper()
+	logs := make([]*syncBuffer, n)
+	for i := range logs {
+		logs[i] = &syncBuffer{}
+		startServe(t, env, logs[i], logged(logs[i], servingLine))
 	}
-	h.cancel()
-	select {
-	case <-h.done:
-	case <-time.After(10 * time.Second):
-		h.t.Errorf("serve did not stop within 10s")
-	}
-	h.cancel = nil
-	if h.t.Failed() {
-		h.t.Logf("backend logs:\n%s", h.logs.String())
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, l := range logs {
+				t.Logf("replica %d logs:\n%s", i, l.String())
+			}
+		}
+	})
+	return logs
+}
+
+// logged reports whether logs holds s, for startServe's ready.
+func logged(logs fmt.Stringer, s string) func() bool {
+	return func() bool { return strings.Contains(logs.String(), s) }
+}
+
+// answersXKey reports whether some backend answers server_xkey on nc, for startServe's ready.
+func answersXKey(nc *nats.Conn) func() bool {
+	return func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := secrets.NewClient(nc, prefix, backend).ServerXKey(ctx)
+		return err == nil
 	}
 }
+
+const servingLine = "serving secrets" // logged once the secrets server has subscribed
 
 // fetch gets ref as the harness component, like a host.
 func (h *harness) fetch(ref hostsim.Ref) (*secrets.Secret, error) {
@@ -184,18 +219,6 @@ func wantKind(t *testing.T, err error, kind secrets.ErrorKind) *secrets.Error {
 
 // syncBuffer collects a backend's logs while it runs.
 type syncBuffer = hostsim.SyncBuffer
-
-// waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func errUnexpected(s *secrets.Secret) error {
 	raw, _ := json.Marshal(s)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 )
@@ -55,7 +56,7 @@ func startManaged(t *testing.T, mutate func(hd hostsim.HostData)) *managed {
 	}
 	proc := hostsim.Start(t, hostsim.Binary(t), hd.Line())
 	m := &managed{harness: h, proc: proc, hd: hd, hostXKey: hostXKey}
-	waitFor(t, "the provider to answer health", func() bool {
+	eventually.True(t, "the provider to answer health", func() bool {
 		_, _, err := hostsim.Health(context.Background(), h.nc, "default", providerKey)
 		return err == nil
 	})
@@ -142,7 +143,7 @@ func TestManagedConfigUpdate(t *testing.T) {
 	}
 	cfg["INFISICAL_ENVIRONMENT"] = "dev"
 	m.publish(t, m.subject("config.update"), cfg)
-	waitFor(t, "the new environment to apply", func() bool {
+	eventually.True(t, "the new environment to apply", func() bool {
 		s, err := m.fetch(hostsim.Ref{Key: "DB_PASSWORD"})
 		return err == nil && *s.StringSecret == "dev-password"
 	})
@@ -154,7 +155,7 @@ func TestManagedConfigUpdate(t *testing.T) {
 	// An invalid update is rejected and the old settings stay.
 	cfg["CACHE_TTL"] = "soon"
 	m.publish(t, m.subject("config.update"), cfg)
-	waitFor(t, "the rejection to be logged", func() bool { return strings.Contains(m.proc.Output(), "config update rejected") })
+	eventually.True(t, "the rejection to be logged", func() bool { return strings.Contains(m.proc.Output(), "config update rejected") })
 	if got := m.mustString(hostsim.Ref{Key: "DB_PASSWORD"}); got != "dev-password" {
 		t.Fatalf("after a rejected update: %q", got)
 	}
@@ -181,7 +182,7 @@ func TestManagedTenantLinks(t *testing.T) {
 	m.publish(t, "wasmbus.rpc.default."+m.hd.ProviderXKeyPublic()+".linkdefs.put", link)
 
 	shop := hostsim.Ref{Key: "DB_PASSWORD", Application: "shop"}
-	waitFor(t, "the tenant to serve shop", func() bool {
+	eventually.True(t, "the tenant to serve shop", func() bool {
 		s, err := m.fetch(shop)
 		return err == nil && *s.StringSecret == "shop-password"
 	})
@@ -205,7 +206,7 @@ func TestManagedTenantLinks(t *testing.T) {
 		"source_config": map[string]string{}, "target_config": map[string]string{}, "source_secrets": nil, "target_secrets": nil,
 	}
 	m.publish(t, m.subject("linkdefs.del"), del)
-	waitFor(t, "shop to fall back to the provider's settings", func() bool {
+	eventually.True(t, "shop to fall back to the provider's settings", func() bool {
 		s, err := m.fetch(shop)
 		return err == nil && *s.StringSecret == "v2-password"
 	})
@@ -310,7 +311,7 @@ func TestManagedSecretsOnAnotherNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the secrets server on the control NATS", func() bool {
+	eventually.True(t, "the secrets server on the control NATS", func() bool {
 		s, err := host.Fetch(context.Background(), m.comp, hostsim.Ref{Key: "DB_PASSWORD"})
 		return err == nil && s.StringSecret != nil && *s.StringSecret == "v2-password"
 	})
@@ -323,7 +324,7 @@ func TestManagedHealthIsUnhealthyWhenInfisicalLoginFails(t *testing.T) {
 	m := startManaged(t, func(hd hostsim.HostData) {
 		hd["secrets"].(map[string]any)["INFISICAL_CLIENT_SECRET"] = hostsim.StringSecret("wrong")
 	})
-	waitFor(t, "health to report the failing login", func() bool {
+	eventually.True(t, "health to report the failing login", func() bool {
 		healthy, msg, err := hostsim.Health(context.Background(), m.nc, "default", providerKey)
 		return err == nil && !healthy && strings.Contains(msg, "Infisical")
 	})
@@ -361,14 +362,14 @@ func TestManagedTenantOutlivesOneOfItsLinks(t *testing.T) {
 	m.publish(t, put, link("shop-api", true))
 	m.publish(t, put, link("shop-web", true))
 	shop := hostsim.Ref{Key: "DB_PASSWORD", Application: "shop"}
-	waitFor(t, "the tenant to serve shop", func() bool {
+	eventually.True(t, "the tenant to serve shop", func() bool {
 		s, err := m.fetch(shop)
 		return err == nil && *s.StringSecret == "shop-password"
 	})
 	m.publish(t, m.subject("linkdefs.del"), link("shop-api", false))
 	// Link messages are fire-and-forget: wait until the provider has handled the delete before checking that nothing
 	// changed (a wrong removal would show as the provider's value below).
-	waitFor(t, "the delete to be handled", func() bool {
+	eventually.True(t, "the delete to be handled", func() bool {
 		for _, line := range strings.Split(m.proc.Output(), "\n") {
 			if strings.Contains(line, "link deleted") && strings.Contains(line, "shop-api") {
 				return true
@@ -380,7 +381,7 @@ func TestManagedTenantOutlivesOneOfItsLinks(t *testing.T) {
 		t.Fatalf("after deleting one of two links, shop reads %q; want its tenant's value", got)
 	}
 	m.publish(t, m.subject("linkdefs.del"), link("shop-web", false))
-	waitFor(t, "shop to fall back once its last link is gone", func() bool {
+	eventually.True(t, "shop to fall back once its last link is gone", func() bool {
 		s, err := m.fetch(shop)
 		return err == nil && *s.StringSecret == "v2-password"
 	})
@@ -388,7 +389,7 @@ func TestManagedTenantOutlivesOneOfItsLinks(t *testing.T) {
 
 // Health reports unhealthy while the connection secrets requests arrive on is down, and healthy again once NATS
 // reconnects it.
-func TestManagedHealthFollowsTheSecretsConnection(t *testing.T) {
+func TestSlow_ManagedHealthFollowsTheSecretsConnection(t *testing.T) {
 	ctlURL, ctl := natstest.Start(t)
 	m := startManaged(t, func(hd hostsim.HostData) {
 		hd["config"].(map[string]string)["NATS_URL"] = ctlURL
@@ -400,10 +401,10 @@ func TestManagedHealthFollowsTheSecretsConnection(t *testing.T) {
 		}
 		return healthy, msg
 	}
-	waitFor(t, "healthy with both connections up", func() bool { ok, _ := health(); return ok })
+	eventually.True(t, "healthy with both connections up", func() bool { ok, _ := health(); return ok })
 	port := ctl.Addr().(*net.TCPAddr).Port
 	ctl.Shutdown()
-	waitFor(t, "unhealthy while the secrets connection is down", func() bool {
+	eventually.True(t, "unhealthy while the secrets connection is down", func() bool {
 		ok, msg := health()
 		return !ok && strings.Contains(msg, "NATS")
 	})
@@ -412,7 +413,7 @@ func TestManagedHealthFollowsTheSecretsConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(restarted.Shutdown)
-	waitFor(t, "healthy again after the reconnect", func() bool { ok, _ := health(); return ok })
+	eventually.True(t, "healthy again after the reconnect", func() bool { ok, _ := health(); return ok })
 }
 
 // A config update that changes what only a restart can apply says so, and the provider keeps serving.
@@ -424,7 +425,7 @@ func TestManagedConfigUpdateNamesSettingsThatNeedARestart(t *testing.T) {
 	}
 	cfg["BACKEND_NAME"] = "renamed"
 	m.publish(t, m.subject("config.update"), cfg)
-	waitFor(t, "the restart warning", func() bool {
+	eventually.True(t, "the restart warning", func() bool {
 		return capture.CountLines(m.proc.Output(), "only when the provider restarts", "BACKEND_NAME") == 1
 	})
 	if got := m.mustString(hostsim.Ref{Key: "DB_PASSWORD"}); got != "v2-password" {
@@ -447,7 +448,7 @@ func TestManagedHealthIsUnhealthyWhenSecretsSubscribeIsDenied(t *testing.T) {
 	m := startManaged(t, func(hd hostsim.HostData) {
 		hd["config"].(map[string]string)["NATS_URL"] = fmt.Sprintf("nats://deaf:pw@127.0.0.1:%d", port)
 	})
-	waitFor(t, "unhealthy naming the refused subscription", func() bool {
+	eventually.True(t, "unhealthy naming the refused subscription", func() bool {
 		healthy, msg, err := hostsim.Health(context.Background(), m.nc, "default", providerKey)
 		return err == nil && !healthy && strings.Contains(msg, "wasmcloud.secrets.v1alpha1.infisical.>") &&
 			strings.Contains(strings.ToLower(msg), "permission")

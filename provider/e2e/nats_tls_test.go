@@ -21,7 +21,7 @@ func TestServeConnectsToNATSWithAPrivateCA(t *testing.T) {
 	h.env["NATS_TLS_CA"] = certs.CAFile
 	nc := natstest.Connect(t, url, nats.RootCAs(certs.CAFile))
 	logs := &syncBuffer{}
-	startReplica(t, h.env, logs, answersXKey(nc))
+	startServe(t, h.env, logs, answersXKey(nc))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("backend logs:\n%s", logs.String())

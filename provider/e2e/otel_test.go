@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
-	"net"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -15,8 +13,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/otlptest"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testnet"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 )
 
@@ -272,22 +273,8 @@ func keys(m map[string]otlptest.Span) []string {
 	return out
 }
 
-// closedEndpoint is a URL on which nothing listens.
-func closedEndpoint(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + addr
-}
-
-func TestManagedCollectorDownCostsRequestsNothing(t *testing.T) {
-	m := startManaged(t, func(hd hostsim.HostData) { hd["otel_config"] = otelConfig(closedEndpoint(t)) })
+func TestSlow_ManagedCollectorDownCostsRequestsNothing(t *testing.T) {
+	m := startManaged(t, func(hd hostsim.HostData) { hd["otel_config"] = otelConfig("http://" + testnet.ClosedAddr(t)) })
 
 	for i := range 5 {
 		// The bound only catches a request waiting for an export (whose retries take seconds); a normal get takes
@@ -354,7 +341,7 @@ func TestServeFlushesTelemetryOnSIGTERM(t *testing.T) {
 					t.Logf("serve output:\n%s", h.logs.String())
 				}
 			})
-			waitFor(t, "serve to answer server_xkey", func() bool {
+			eventually.True(t, "serve to answer server_xkey", func() bool {
 				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 				defer cancel()
 				_, err := secrets.NewClient(h.nc, prefix, backend).ServerXKey(ctx)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/par"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
@@ -66,7 +67,7 @@ func TestPARRunsAsAManagedProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 	hostsim.Start(t, extracted, hd.Line())
-	waitFor(t, "a healthy health reply from the PAR's binary", func() bool {
+	eventually.True(t, "a healthy health reply from the PAR's binary", func() bool {
 		healthy, _, err := hostsim.Health(context.Background(), h.nc, "default", providerKey)
 		return err == nil && healthy
 	})

@@ -21,18 +21,7 @@ func TestReplicasShareInfisicalReadsThroughJetStream(t *testing.T) {
 			h.fake.SetSecret(project, "prod", fmt.Sprintf("/app%d", f), fmt.Sprintf("K%d", k), fmt.Sprintf("v%d-%d", f, k))
 		}
 	}
-	logs := make([]*syncBuffer, replicas)
-	for i := range logs {
-		logs[i] = &syncBuffer{}
-		startReplica(t, h.env, logs[i], logged(logs[i], servingLine))
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i, l := range logs {
-				t.Logf("replica %d logs:\n%s", i, l.String())
-			}
-		}
-	})
+	logs := startReplicas(t, h.env, replicas)
 	for i, l := range logs {
 		if capture.CountLines(l.String(), "shared cache on") != 1 {
 			t.Fatalf("replica %d does not say the shared cache is on", i)

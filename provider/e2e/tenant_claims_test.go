@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
 )
 
@@ -36,7 +37,7 @@ func (m *managed) putLink(t *testing.T, link map[string]any) {
 // waitLinkHandled waits until the provider has logged the outcome of the latest put of a link from source.
 func (m *managed) waitLinkHandled(t *testing.T, source string, puts int) {
 	t.Helper()
-	waitFor(t, "the link from "+source+" to be handled", func() bool {
+	eventually.True(t, "the link from "+source+" to be handled", func() bool {
 		n := 0
 		for _, line := range strings.Split(m.proc.Output(), "\n") {
 			if strings.Contains(line, source) && (strings.Contains(line, "link applied") || strings.Contains(line, "link rejected")) {
@@ -71,7 +72,7 @@ func TestManagedTenantLinkCannotClaimAnotherApplication(t *testing.T) {
 	m.putLink(t, m.tenantLink(t, "shop-api", map[string]string{"INFISICAL_PROJECT_ID": "shop-project"},
 		map[string]string{"INFISICAL_CLIENT_ID": "shop-client", "INFISICAL_CLIENT_SECRET": "shop-secret"}))
 	shop := hostsim.Ref{Key: "DB_PASSWORD", Application: "shop"}
-	waitFor(t, "the tenant to serve shop", func() bool {
+	eventually.True(t, "the tenant to serve shop", func() bool {
 		s, err := m.fetch(shop)
 		return err == nil && *s.StringSecret == "shop-password"
 	})
@@ -106,7 +107,7 @@ func TestManagedRefusedTenantLinkFailsClosed(t *testing.T) {
 	// Deleting the refused link gives shop back to the provider's settings.
 	del := m.tenantLink(t, "shop-api", map[string]string{}, nil)
 	m.publish(t, m.subject("linkdefs.del"), del)
-	waitFor(t, "shop to fall back once the refused link is gone", func() bool {
+	eventually.True(t, "shop to fall back once the refused link is gone", func() bool {
 		s, err := m.fetch(hostsim.Ref{Key: "DB_PASSWORD", Application: "shop"})
 		return err == nil && *s.StringSecret == "v2-password"
 	})

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -26,20 +25,6 @@ func withEnv(env, overrides map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// closedNATSURL returns a nats:// URL on 127.0.0.1 where nothing listens: the port was just free.
-func closedNATSURL(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "nats://" + addr
 }
 
 // expiredComponentJWT signs a component token that expired an hour ago, as a stale `wash build` would leave.

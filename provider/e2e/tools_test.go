@@ -14,6 +14,7 @@ import (
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testnet"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 )
 
@@ -146,7 +147,9 @@ func TestCheckToolNamesEachBrokenSetting(t *testing.T) {
 		},
 		{
 			name: "NATS not running",
-			env:  func(h *harness) map[string]string { return map[string]string{"NATS_URL": closedNATSURL(h.t)} },
+			env: func(h *harness) map[string]string {
+				return map[string]string{"NATS_URL": "nats://" + testnet.ClosedAddr(h.t)}
+			},
 			want: []string{"NATS Connection Failed", "Failed to connect to NATS at nats://127.0.0.1:", "NATS_URL"},
 		},
 		{
@@ -398,7 +401,7 @@ func TestGetToolWithoutABackend(t *testing.T) {
 	}{
 		{name: "nobody answers server_xkey", env: h.env, want: []string{"failed to fetch server xkey", "failed to create secrets client", "BACKEND_NAME"}},
 		{name: "other backend name", env: withEnv(h.env, map[string]string{"BACKEND_NAME": "vault"}), want: []string{"failed to fetch server xkey"}},
-		{name: "no NATS", env: withEnv(h.env, map[string]string{"NATS_URL": "nats://user:hunter2@" + strings.TrimPrefix(closedNATSURL(t), "nats://")}), want: []string{"NATS Connection Failed", "NATS_URL"}},
+		{name: "no NATS", env: withEnv(h.env, map[string]string{"NATS_URL": "nats://user:hunter2@" + testnet.ClosedAddr(t)}), want: []string{"NATS Connection Failed", "NATS_URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -76,12 +76,20 @@ type Config struct {
 	AuthBackoff     time.Duration // first pause after rejected credentials, doubling to 5m; 0 = DefaultAuthBackoff
 	LoginBackoff    time.Duration // first pause after another login failure, doubling to 1m; 0 = DefaultLoginBackoff
 	// RateLimits is shared by every client of the process, so that a 429 pauses all identities on one URL; nil = a
-	// budget of this client's own.
+	// budget of this client's own, on this client's clock.
 	RateLimits *RateLimits
 	// Names names a Field in the terms of the client's users, such as the setting that sets it, in the errors and
 	// hints that ask them to fix one; nil (or "") = this package's own names (Config.BaseURL).
 	Names func(Field) string
+	// Now and AfterFunc are the client's clock, for token expiry, the login back-off, the wait between attempts and
+	// the token refresh; nil = the real clock. Tests move a manual one (internal/testclock) instead of sleeping.
+	// Context deadlines stay in real time.
+	Now       func() time.Time
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
+
+// realAfterFunc is time.AfterFunc in the shape of Config.AfterFunc.
+func realAfterFunc(d time.Duration, f func()) (stop func() bool) { return time.AfterFunc(d, f).Stop }
 
 // SecretRef names one secret to read.
 type SecretRef struct {
@@ -123,12 +131,12 @@ type Client struct {
 	current atomic.Pointer[session]
 	flight  singleflight.Group
 
-	mu       sync.Mutex
-	failures int       // logins failed in a row
-	retryAt  time.Time // no login before this
-	lastErr  *Error    // last login failure; nil after a success
-	timer    *time.Timer
-	retired  bool // no more background refreshes: a replacement client serves new requests
+	mu          sync.Mutex
+	failures    int         // logins failed in a row
+	retryAt     time.Time   // no login before this
+	lastErr     *Error      // last login failure; nil after a success
+	stopRefresh func() bool // cancels the scheduled token refresh; nil before the first
+	retired     bool        // no more background refreshes: a replacement client serves new requests
 
 	limits *RateLimits
 	tel    instruments
@@ -171,8 +179,14 @@ func New(cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.AfterFunc == nil {
+		cfg.AfterFunc = realAfterFunc
+	}
 	if cfg.RateLimits == nil {
-		cfg.RateLimits = NewRateLimits(nil)
+		cfg.RateLimits = NewRateLimits(cfg.Now)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
@@ -244,7 +258,7 @@ func (c *Client) newSession(token string, ttl time.Duration) (*session, error) {
 	s := &session{client: client}
 	if ttl > 0 {
 		// Stop using a token shortly before Infisical would refuse it, so no read races its expiry.
-		s.expiresAt = time.Now().Add(ttl - min(5*time.Second, ttl/10))
+		s.expiresAt = c.cfg.Now().Add(ttl - min(5*time.Second, ttl/10))
 	}
 	return s, nil
 }
@@ -273,8 +287,8 @@ func (c *Client) Retire() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.retired = true
-	if c.timer != nil {
-		c.timer.Stop()
+	if c.stopRefresh != nil {
+		c.stopRefresh()
 	}
 }
 
@@ -286,14 +300,14 @@ func (c *Client) Close() {
 	c.idle.CloseIdleConnections()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.timer != nil {
-		c.timer.Stop()
+	if c.stopRefresh != nil {
+		c.stopRefresh()
 	}
 }
 
 // session returns a usable session other than stale, logging in (once for all concurrent callers) if needed.
 func (c *Client) session(ctx context.Context, stale *session) (*session, error) {
-	if s := c.current.Load(); s != nil && (c.static || (s != stale && s.usable(time.Now()))) {
+	if s := c.current.Load(); s != nil && (c.static || (s != stale && s.usable(c.cfg.Now()))) {
 		return s, nil
 	}
 	if err := c.paused(); err != nil {
@@ -312,7 +326,7 @@ func (c *Client) session(ctx context.Context, stale *session) (*session, error) 
 		}()
 		// A login that finished between this caller's check above and its joining the flight has already stored
 		// a usable session: one login serves every concurrent caller.
-		if cur := c.current.Load(); cur != nil && cur != stale && cur.usable(time.Now()) {
+		if cur := c.current.Load(); cur != nil && cur != stale && cur.usable(c.cfg.Now()) {
 			return cur, nil
 		}
 		return c.loginOnce(parent)
@@ -333,7 +347,7 @@ func (c *Client) session(ctx context.Context, stale *session) (*session, error) 
 func (c *Client) paused() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	wait := time.Until(c.retryAt)
+	wait := c.retryAt.Sub(c.cfg.Now())
 	if c.lastErr == nil || wait <= 0 {
 		return nil
 	}
@@ -397,7 +411,7 @@ func (c *Client) loginFailed(e *Error) {
 	defer c.mu.Unlock()
 	c.failures++
 	wait := loginWait(c.cfg, e, c.failures)
-	c.retryAt = time.Now().Add(wait)
+	c.retryAt = c.cfg.Now().Add(wait)
 	c.lastErr = e
 	c.log.Warn("Infisical login failed", "auth_method", string(c.cfg.Auth.method()), "error", e.Error(),
 		"failures_in_a_row", c.failures, "next_attempt_in", wait.String())
@@ -440,10 +454,10 @@ func (c *Client) scheduleRefresh(after time.Duration) {
 	if c.ctx.Err() != nil || c.retired {
 		return
 	}
-	if c.timer != nil {
-		c.timer.Stop()
+	if c.stopRefresh != nil {
+		c.stopRefresh()
 	}
-	c.timer = time.AfterFunc(after, c.refresh)
+	c.stopRefresh = c.cfg.AfterFunc(after, c.refresh)
 }
 
 // refresh replaces the current token before it expires (by logging in again: the SDK offers no renew that could be
@@ -455,9 +469,9 @@ func (c *Client) refresh() {
 	if err == nil || c.ctx.Err() != nil {
 		return
 	}
-	if s := c.current.Load(); s != nil && s.usable(time.Now()) {
+	if s := c.current.Load(); s != nil && s.usable(c.cfg.Now()) {
 		c.mu.Lock()
-		wait := time.Until(c.retryAt)
+		wait := c.retryAt.Sub(c.cfg.Now())
 		c.mu.Unlock()
 		// A paused login set no back-off: try again when the pause ends.
 		wait = max(wait, c.limits.Wait(c.baseURL))
@@ -525,9 +539,7 @@ func retrying[T any](c *Client, ctx context.Context, what string, op func(s *ses
 			return zero, e
 		}
 		c.log.Debug("retrying Infisical "+what, "attempt", attempt, "wait", wait.String(), "error", e.Error())
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if !c.sleep(ctx, wait) {
 			return zero, e
 		}
 	}
@@ -691,13 +703,27 @@ func panicText(p any) string {
 	return fmt.Sprintf("a value of type %T", p)
 }
 
+// sleep waits d on the client's clock; it reports false if ctx ended first.
+func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
+	done := make(chan struct{})
+	stop := c.cfg.AfterFunc(d, func() { close(done) })
+	defer stop()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // backoff is the jittered exponential wait before read attempt+1: 100ms doubling to 2s, each drawn from [d/2, d].
 func backoff(attempt int) time.Duration {
 	d := min(retryBase<<min(attempt-1, 10), retryCap)
 	return d/2 + rand.N(d/2+1)
 }
 
-// fits reports whether waiting d still leaves ctx time for another attempt.
+// fits reports whether waiting d still leaves ctx time for another attempt. (Its deadline is real time, whatever
+// the client's clock.)
 func fits(ctx context.Context, d time.Duration) bool {
 	deadline, ok := ctx.Deadline()
 	return !ok || time.Until(deadline) > d

@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
 )
 
 const (
@@ -76,16 +78,19 @@ func wantKind(t *testing.T, err error, kind ErrorKind, contains string) *Error {
 // mustLogin logs c in, trying again if a busy machine made the login miss a short UpstreamTimeout.
 func mustLogin(t *testing.T, c *Client) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := c.Login(ctxWithin(t, 5*time.Second))
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Login: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	eventually.NoError(t, "a login", func() error { return c.Login(ctxWithin(t, 5*time.Second)) })
+}
+
+// newClock returns the manual clock that tests whose subject is the token lifecycle share between the fake and the
+// client (fakeinfisical.WithClock, onClock): expiry, back-off and refresh happen when the test advances it.
+func newClock() *testclock.Clock { return testclock.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)) }
+
+// onClock runs a client on clk. Only the HTTP exchanges still take real time, so they get the time a loaded
+// machine may need: a login that missed a short UpstreamTimeout would start a back-off the test did not ask for.
+func onClock(clk *testclock.Clock) func(*Config) {
+	return func(cfg *Config) {
+		cfg.Now, cfg.AfterFunc = clk.Now, clk.AfterFunc
+		cfg.UpstreamTimeout = 10 * time.Second
 	}
 }
 
@@ -161,10 +166,6 @@ func TestRetries(t *testing.T) {
 			wantMsg: "Infisical is rate limiting requests: Rate limit exceeded. Please try again in 5 seconds", inject: func(f *fakeinfisical.Server) {
 				f.FailNext(fakeinfisical.RouteGetSecret, 1, 429, "Rate limit exceeded. Please try again in 5 seconds", nil)
 			}},
-		{name: "500 until the budget runs out", budget: 600 * time.Millisecond, wantReads: -1, wantKind: KindUnavailable,
-			wantMsg: "Something went wrong (HTTP 500, reqId", inject: func(f *fakeinfisical.Server) {
-				f.FailNext(fakeinfisical.RouteGetSecret, 100, 500, "Something went wrong", nil)
-			}},
 		{name: "422 is not retried", budget: 3 * time.Second, wantReads: 1, wantKind: KindBadRequest, inject: func(f *fakeinfisical.Server) {
 			f.FailNext(fakeinfisical.RouteGetSecret, 1, 422, "bad", nil)
 		}},
@@ -178,18 +179,14 @@ func TestRetries(t *testing.T) {
 			c := newClient(t, fake.URL, nil)
 			mustLogin(t, c)
 			tt.inject(fake)
-			start := time.Now()
 			got, err := c.GetSecret(ctxWithin(t, tt.budget), rootRef("ROOT"))
-			if elapsed := time.Since(start); elapsed > tt.budget+500*time.Millisecond {
-				t.Fatalf("GetSecret took %v, beyond its %v budget", elapsed, tt.budget)
-			}
 			if tt.wantKind != 0 {
 				wantKind(t, err, tt.wantKind, tt.wantMsg)
 			} else if err != nil || got.Value != "root-value" {
 				t.Fatalf("got %+v, %v; want root-value", got, err)
 			}
-			if n := fake.Reads(); n != tt.wantReads && (tt.wantReads >= 0 || n < 2) {
-				t.Fatalf("%d reads reached Infisical, want %d (-1: several)", n, tt.wantReads)
+			if n := fake.Reads(); n != tt.wantReads {
+				t.Fatalf("%d reads reached Infisical, want %d", n, tt.wantReads)
 			}
 		})
 	}
@@ -212,21 +209,34 @@ func TestAtMostThreeAttemptsPerRead(t *testing.T) {
 
 func TestRateLimitWaitsTheNamedTime(t *testing.T) {
 	t.Parallel()
-	fake := newFake(t)
-	c := newClient(t, fake.URL, nil)
+	clk := newClock()
+	fake := newFake(t, fakeinfisical.WithClock(clk.Now))
+	c := newClient(t, fake.URL, onClock(clk))
+	mustLogin(t, c)
+	scheduled := clk.Timers() // the token refresh
 	fake.FailNext(fakeinfisical.RouteGetSecret, 1, 429, "Rate limit exceeded. Please try again in 1 seconds", http.Header{"Retry-After": {"1"}})
-	if _, err := c.GetSecret(ctxWithin(t, 3*time.Second), rootRef("ROOT")); err != nil {
+	result := make(chan error, 1)
+	go func() {
+		_, err := c.GetSecret(ctxWithin(t, 10*time.Second), rootRef("ROOT"))
+		result <- err
+	}()
+	eventually.True(t, "the read to wait on the clock after the 429", func() bool { return clk.Timers() == scheduled+1 })
+	clk.Advance(999 * time.Millisecond)
+	if n := fake.Reads(); n != 1 {
+		t.Fatalf("%d reads before the named second had passed; want only the one answered 429", n)
+	}
+	clk.Advance(time.Millisecond)
+	if err := <-result; err != nil {
 		t.Fatalf("GetSecret: %v", err)
 	}
-	reqs := fake.Requests()
 	var reads []time.Time
-	for _, r := range reqs {
+	for _, r := range fake.Requests() {
 		if r.Route == fakeinfisical.RouteGetSecret {
 			reads = append(reads, r.Time)
 		}
 	}
-	if len(reads) != 2 || reads[1].Sub(reads[0]) < 900*time.Millisecond {
-		t.Fatalf("reads at %v: want 2, the second about 1s after the first", reads)
+	if len(reads) != 2 || reads[1].Sub(reads[0]) != time.Second {
+		t.Fatalf("reads at %v: want 2, the second 1s after the first", reads)
 	}
 }
 
@@ -236,11 +246,8 @@ func TestHangTimesOutAndRecovers(t *testing.T) {
 	c := newClient(t, fake.URL, func(cfg *Config) { cfg.UpstreamTimeout = 200 * time.Millisecond })
 	mustLogin(t, c)
 	fake.Hang(fakeinfisical.RouteGetSecret, true)
-	start := time.Now()
+	// When a hung call returns is exact in TestReadTimingInFakeTime; here, what it returns and the recovery.
 	_, err := c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
-	if elapsed := time.Since(start); elapsed > 1500*time.Millisecond {
-		t.Fatalf("GetSecret returned after %v, beyond its 1s deadline", elapsed)
-	}
 	wantKind(t, err, KindTimeout, "no answer within 200ms")
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("%v does not wrap context.DeadlineExceeded", err)
@@ -253,7 +260,7 @@ func TestHangTimesOutAndRecovers(t *testing.T) {
 
 // Hung calls keep their slots: beyond MaxInFlight, a call waits for a slot until its deadline, then fails without
 // reaching Infisical.
-func TestMaxInFlightWaitsThenFails(t *testing.T) {
+func TestSlow_MaxInFlightWaitsThenFails(t *testing.T) {
 	t.Parallel()
 	fake := newFake(t)
 	c := newClient(t, fake.URL, func(cfg *Config) {
@@ -273,43 +280,38 @@ func TestMaxInFlightWaitsThenFails(t *testing.T) {
 		t.Fatalf("%d reads reached Infisical, want 3 (the rest must fail without a call)", n)
 	}
 	fake.Hang(fakeinfisical.RouteGetSecret, false)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	eventually.NoError(t, "the slots to free up after the hang ended", func() error {
 		_, err := c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slots never freed after the hang ended: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }
+
+// Tokens live 30 s on the clock the fake and the client share: the client refreshes each at 20 s (2/3 of its TTL)
+// and stops using it at 27 s, so no read ever carries an expired one.
+const refreshedTTL = 30 * time.Second
 
 func TestTokenRefreshKeepsServing(t *testing.T) {
 	t.Parallel()
-	fake := newFake(t, fakeinfisical.WithTokenTTL(time.Second, time.Minute))
-	c := newClient(t, fake.URL, nil)
-	var wg sync.WaitGroup
-	errs := make(chan error, 100)
-	for range 4 {
-		wg.Go(func() {
-			for end := time.Now().Add(1100 * time.Millisecond); time.Now().Before(end); time.Sleep(30 * time.Millisecond) {
-				if _, err := c.GetSecret(ctxWithin(t, 2*time.Second), rootRef("ROOT")); err != nil {
-					errs <- err
-					return
+	clk := newClock()
+	fake := newFake(t, fakeinfisical.WithClock(clk.Now), fakeinfisical.WithTokenTTL(refreshedTTL, time.Hour))
+	c := newClient(t, fake.URL, onClock(clk))
+	mustLogin(t, c)
+	// The clock moves a second at a time through two token lifetimes, each step alongside four concurrent reads:
+	// the refreshes at 20 s and 40 s run while reads are in flight.
+	for second := 1; second < 2*int(refreshedTTL/time.Second); second++ {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if _, err := c.GetSecret(ctxWithin(t, 10*time.Second), rootRef("ROOT")); err != nil {
+					t.Errorf("GetSecret at %ds: %v", second, err)
 				}
-			}
-		})
+			})
+		}
+		clk.Advance(time.Second)
+		wg.Wait()
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Errorf("GetSecret during token refresh: %v", err)
-	}
-	logins := fake.Logins()
-	if logins < 2 || logins > 3 {
-		t.Fatalf("%d logins in 1.1s with a 1s token, want 2 (a refresh at 2/3 of the TTL)", logins)
+	if n := fake.Logins(); n != 3 {
+		t.Fatalf("%d logins in 59s with a 30s token, want 3 (the first, then a refresh at 2/3 of each TTL)", n)
 	}
 	for _, r := range fake.Requests() {
 		if r.Status == http.StatusForbidden {
@@ -317,9 +319,12 @@ func TestTokenRefreshKeepsServing(t *testing.T) {
 		}
 	}
 	c.Close()
-	time.Sleep(800 * time.Millisecond) // past the next refresh point
-	if n := fake.Logins(); n != logins {
-		t.Fatalf("%d logins after Close, want %d: the refresh must stop", n, logins)
+	if n := clk.Timers(); n != 0 {
+		t.Fatalf("%d timers still scheduled after Close; want the refresh cancelled", n)
+	}
+	clk.Advance(time.Hour) // past every refresh point
+	if n := fake.Logins(); n != 3 {
+		t.Fatalf("%d logins after Close, want 3: the refresh must stop", n)
 	}
 }
 
@@ -379,20 +384,28 @@ func TestRefusedTokenLogsInOnce(t *testing.T) {
 // Rejected credentials pause logins for 15 s, so callers cannot drive the identity into Infisical's lockout.
 func TestWrongSecretBacksOff(t *testing.T) {
 	t.Parallel()
-	fake := newFake(t)
-	c := newClient(t, fake.URL, func(cfg *Config) { cfg.Auth.ClientSecret = "wrong" })
-	calls := 0
-	var err error
-	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		_, err = c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
-		wantKind(t, err, KindAuth, "authentication to Infisical failed: Invalid credentials (HTTP 401, reqId req-")
-		calls++
+	clk := newClock()
+	fake := newFake(t, fakeinfisical.WithClock(clk.Now))
+	c := newClient(t, fake.URL, func(cfg *Config) { onClock(clk)(cfg); cfg.Auth.ClientSecret = "wrong" })
+	const refused = "authentication to Infisical failed: Invalid credentials (HTTP 401, reqId req-"
+	_, err := c.GetSecret(ctxWithin(t, 10*time.Second), rootRef("ROOT"))
+	wantKind(t, err, KindAuth, refused)
+	// A call every second of the pause fails at once, naming what is left of it.
+	for paused := time.Duration(0); paused < DefaultAuthBackoff; paused += time.Second {
+		_, err = c.GetSecret(ctxWithin(t, 10*time.Second), rootRef("ROOT"))
+		if e := wantKind(t, err, KindAuth, refused); e.RetryAfter != DefaultAuthBackoff-paused {
+			t.Fatalf("%s into the pause: RetryAfter %s, want %s", paused, e.RetryAfter, DefaultAuthBackoff-paused)
+		}
+		clk.Advance(time.Second)
 	}
 	if n := fake.Logins(); n != 1 {
-		t.Fatalf("%d GetSecret calls in 1s caused %d login attempts, want 1 (then a 15s pause)", calls, n)
+		t.Fatalf("%d GetSecret calls in 15s caused %d login attempts, want 1 (then a 15s pause)", DefaultAuthBackoff/time.Second+1, n)
 	}
-	if e, _ := asError(err); e.RetryAfter <= 10*time.Second {
-		t.Fatalf("paused logins for %v, want about 15s", e.RetryAfter)
+	// The pause over, the next call tries again; two failures in 15 s stay below the lockout (3 in 30 s).
+	_, err = c.GetSecret(ctxWithin(t, 10*time.Second), rootRef("ROOT"))
+	wantKind(t, err, KindAuth, refused)
+	if n := fake.Logins(); n != 2 {
+		t.Fatalf("%d login attempts once the pause ended, want 2", n)
 	}
 	if fake.Locked(clientID) {
 		t.Fatal("the identity got locked out")
@@ -405,22 +418,23 @@ func TestWrongSecretBacksOff(t *testing.T) {
 
 func TestLockoutPausesLogins(t *testing.T) {
 	t.Parallel()
-	fake := newFake(t, fakeinfisical.WithLockout(1, 30*time.Second, time.Hour))
-	c := newClient(t, fake.URL, func(cfg *Config) { cfg.Auth.ClientSecret = "wrong"; cfg.AuthBackoff = 50 * time.Millisecond })
+	clk := newClock()
+	fake := newFake(t, fakeinfisical.WithClock(clk.Now), fakeinfisical.WithLockout(1, 30*time.Second, time.Hour))
+	c := newClient(t, fake.URL, func(cfg *Config) {
+		onClock(clk)(cfg)
+		cfg.Auth.ClientSecret = "wrong"
+		cfg.AuthBackoff = 50 * time.Millisecond
+	})
 	// The first attempt fails and locks the identity; the next one, after the back-off, hears about the lockout.
-	for deadline := time.Now().Add(5 * time.Second); fake.Logins() < 2; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d login attempts in 5s", fake.Logins())
-		}
-		_, _ = c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
-	}
-	var err error
+	_, err := c.GetSecret(ctxWithin(t, 10*time.Second), rootRef("ROOT"))
+	wantKind(t, err, KindAuth, fakeinfisical.MsgInvalidCredentials)
+	clk.Advance(50 * time.Millisecond)
 	for range 10 {
-		_, err = c.GetSecret(ctxWithin(t, time.Second), rootRef("ROOT"))
+		_, err = c.GetSecret(ctxWithin(t, 10*time.Second), rootRef("ROOT"))
 	}
 	e := wantKind(t, err, KindAuth, fakeinfisical.MsgLocked)
-	if e.RetryAfter < 4*time.Minute {
-		t.Fatalf("RetryAfter %v, want about the 5 minute lockout back-off", e.RetryAfter)
+	if e.RetryAfter != DefaultLockoutBackoff {
+		t.Fatalf("RetryAfter %v, want the 5 minute lockout back-off", e.RetryAfter)
 	}
 	if n := fake.Logins(); n != 2 {
 		t.Fatalf("%d login attempts, want 2 (the failure, then the lockout report)", n)
@@ -666,19 +680,22 @@ func TestIdentity(t *testing.T) {
 // A retired client still serves the reads already running on it but no longer refreshes its token on its own.
 func TestRetireStopsTheRefreshButKeepsServing(t *testing.T) {
 	t.Parallel()
-	fake := newFake(t, fakeinfisical.WithTokenTTL(time.Second, time.Minute))
-	c := newClient(t, fake.URL, nil)
-	if _, err := c.GetSecret(ctxWithin(t, 2*time.Second), rootRef("ROOT")); err != nil {
+	clk := newClock()
+	fake := newFake(t, fakeinfisical.WithClock(clk.Now), fakeinfisical.WithTokenTTL(refreshedTTL, time.Hour))
+	c := newClient(t, fake.URL, onClock(clk))
+	if _, err := c.GetSecret(ctxWithin(t, 10*time.Second), rootRef("ROOT")); err != nil {
 		t.Fatal(err)
 	}
 	c.Retire()
-	logins := fake.Logins()
-	time.Sleep(1200 * time.Millisecond) // past the refresh point at 2/3 of the 1 s token
-	if n := fake.Logins(); n != logins {
-		t.Fatalf("%d logins after Retire, want %d: a retired client must not refresh", n, logins)
+	clk.Advance(25 * time.Second) // past the refresh point at 20 s, while the token is still in use (until 27 s)
+	if n := fake.Logins(); n != 1 {
+		t.Fatalf("%d logins after Retire, want 1: a retired client must not refresh", n)
 	}
-	if _, err := c.GetSecret(ctxWithin(t, 2*time.Second), rootRef("ROOT")); err != nil {
+	if _, err := c.GetSecret(ctxWithin(t, 10*time.Second), rootRef("ROOT")); err != nil {
 		t.Fatalf("a read on a retired client: %v", err)
+	}
+	if n := fake.Logins(); n != 1 {
+		t.Fatalf("%d logins after a read on the retired client, want 1: its token was still good", n)
 	}
 }
 

@@ -144,7 +144,7 @@ func TestAnswersAreBounded(t *testing.T) {
 
 // An answer that trickles in is given up at UpstreamTimeout, and the exchange itself ends lateGrace later: an
 // abandoned call neither keeps reading nor keeps its in-flight slot.
-func TestAbandonedExchangesEnd(t *testing.T) {
+func TestSlow_AbandonedExchangesEnd(t *testing.T) {
 	t.Parallel()
 	url, _, ended := hostile(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -24,12 +24,13 @@ func TestAttackLateAnnotationsDoNotRace(t *testing.T) {
 	logs := &logBuffer{}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	replied := make(chan struct{}) // closed once the test has the timeout reply
 	h := HandlerFunc(func(ctx context.Context, v *Verified) (*Secret, error) {
 		for i := range 12 { // past the annotations' inline array
 			Annotate(ctx, slog.Int(fmt.Sprintf("before_%d", i), i))
 		}
-		<-ctx.Done()                       // the handler's deadline, 100ms before the timeout reply
-		time.Sleep(200 * time.Millisecond) // past the timeout reply
+		<-ctx.Done() // the handler's deadline, 100ms before the timeout reply
+		<-replied
 		for g := range 4 {
 			wg.Add(1)
 			go func() {
@@ -50,8 +51,12 @@ func TestAttackLateAnnotationsDoNotRace(t *testing.T) {
 		c.Budget = 400 * time.Millisecond
 		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
+	release := sync.OnceFunc(func() { close(replied) })
+	t.Cleanup(release) // a request that failed must not leave the handler waiting
 	hdr, data, _ := f.seal(f.id.request("db", ""))
-	if reply := f.raw(f.subject("get"), hdr, data); !strings.Contains(string(reply.Data), "timed out") {
+	reply := f.raw(f.subject("get"), hdr, data)
+	release()
+	if !strings.Contains(string(reply.Data), "timed out") {
 		t.Fatalf("reply %s, want the timeout reply", reply.Data)
 	}
 	if err := f.srv.Shutdown(testCtx(t)); err != nil { // the worker has written the line

@@ -247,7 +247,10 @@ func TestClientDecodesReplies(t *testing.T) {
 func TestClientRespectsContext(t *testing.T) {
 	nc := startNATS(t)
 	fb := newFakeBackend(t, nc)
-	fb.setReply(func(string) *nats.Msg { time.Sleep(300 * time.Millisecond); return &nats.Msg{Data: []byte(`{}`)} })
+	// The backend answers only after the test ends: the client must give up at its context's deadline.
+	testEnded := make(chan struct{})
+	t.Cleanup(func() { close(testEnded) })
+	fb.setReply(func(string) *nats.Msg { <-testEnded; return &nats.Msg{Data: []byte(`{}`)} })
 	c := NewClient(nc, "", "fake")
 	if _, err := c.ServerXKey(testCtx(t)); err != nil {
 		t.Fatal(err)

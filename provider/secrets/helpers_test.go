@@ -116,6 +116,13 @@ func (f *fixture) subject(op string) string {
 	return DefaultPrefix + "." + DefaultAPIVersion + "." + f.backend + "." + op
 }
 
+// pendingGets is how many gets the server has received and not finished.
+func (f *fixture) pendingGets() int {
+	f.srv.pendingMu.Lock()
+	defer f.srv.pendingMu.Unlock()
+	return len(f.srv.pending)
+}
+
 // seal encodes v (or uses raw bytes) and seals it from a fresh host key to the server, returning the header
 // that goes with it and the host key to open the reply.
 func (f *fixture) seal(v any) (nats.Header, []byte, nkeys.KeyPair) {

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
 )
@@ -25,6 +26,14 @@ type testHandler struct {
 	calls atomic.Int64
 	mu    sync.Mutex
 	last  *Verified
+	// release holds the answer to key "slow" until it is closed, whatever the request's context says, as a handler
+	// stuck in a call that cannot be cancelled; answered is closed once that late answer is returned.
+	release, answered chan struct{}
+}
+
+// slowHandler is a testHandler whose key "slow" answers only once the test closes release.
+func slowHandler() *testHandler {
+	return &testHandler{release: make(chan struct{}), answered: make(chan struct{})}
 }
 
 func (h *testHandler) Get(ctx context.Context, v *Verified) (*Secret, error) {
@@ -48,7 +57,8 @@ func (h *testHandler) Get(ctx context.Context, v *Verified) (*Secret, error) {
 	case "binary":
 		return &Secret{Version: "1", BinarySecret: ByteArray{0, 1, 2, 255}}, nil
 	case "slow":
-		time.Sleep(700 * time.Millisecond) // ignores ctx on purpose
+		<-h.release // ignores ctx on purpose
+		defer close(h.answered)
 		return &Secret{Version: "1", StringSecret: strp("late")}, nil
 	case "annotated":
 		Annotate(ctx, slog.String("tenant", "t1"), slog.Int("folder_depth", 2))
@@ -291,19 +301,16 @@ func TestMessagesWithoutReplyAreIgnored(t *testing.T) {
 }
 
 func TestSlowHandlerGetsTimeoutReply(t *testing.T) {
-	h := &testHandler{}
+	h := slowHandler()
 	f := newFixture(t, h, func(c *ServerConfig) { c.Budget = 300 * time.Millisecond })
 	hdr, data, _ := f.seal(f.id.request("slow", ""))
-	start := time.Now()
+	// The handler answers only once released, after the reply: a reply at all comes from the timeout path.
 	reply := f.raw(f.subject("get"), hdr, data)
-	elapsed := time.Since(start)
 	if got := string(reply.Data); got != `{"error":{"UpstreamError":"timed out after 225ms"}}` || len(reply.Header) != 0 {
 		t.Fatalf("reply = %s headers %v", got, reply.Header)
 	}
-	// The handler sleeps 700ms; a reply before that can only come from the timeout path.
-	if elapsed >= 700*time.Millisecond {
-		t.Errorf("timeout reply waited for the handler (%s)", elapsed)
-	}
+	close(h.release)
+	<-h.answered
 	// The late result is dropped: no second reply arrives on a fresh inbox, and the server keeps serving.
 	sec, err := f.client().Get(testCtx(t), f.id.request("db", ""))
 	if err != nil || *sec.StringSecret != "value-of-db" {
@@ -312,7 +319,7 @@ func TestSlowHandlerGetsTimeoutReply(t *testing.T) {
 }
 
 func TestTimeoutReplyIsSentOnce(t *testing.T) {
-	h := &testHandler{}
+	h := slowHandler()
 	f := newFixture(t, h, func(c *ServerConfig) { c.Budget = 300 * time.Millisecond })
 	inbox := nats.NewInbox()
 	sub, err := f.nc.SubscribeSync(inbox)
@@ -330,7 +337,9 @@ func TestTimeoutReplyIsSentOnce(t *testing.T) {
 	if !strings.Contains(string(first.Data), "UpstreamError") {
 		t.Errorf("first reply %s", first.Data)
 	}
-	// Wait until the handler has returned its late result, then make sure it was not sent.
+	// Let the handler return its late result, and the server finish with it; then make sure it was not sent.
+	close(h.release)
+	<-h.answered
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := f.srv.Shutdown(ctx); err != nil {
@@ -339,6 +348,7 @@ func TestTimeoutReplyIsSentOnce(t *testing.T) {
 	if err := f.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	// Not a synchronisation: the window in which a second reply would arrive.
 	if extra, err := sub.NextMsg(100 * time.Millisecond); err == nil {
 		t.Errorf("second reply sent: %s", extra.Data)
 	}
@@ -490,10 +500,10 @@ func TestNewServerValidates(t *testing.T) {
 }
 
 func TestShutdownWaitsForInFlight(t *testing.T) {
-	entered := make(chan struct{})
+	entered, release := make(chan struct{}), make(chan struct{})
 	h := HandlerFunc(func(ctx context.Context, v *Verified) (*Secret, error) {
 		close(entered)
-		time.Sleep(100 * time.Millisecond)
+		<-release
 		return &Secret{Version: "1", StringSecret: strp("done")}, nil
 	})
 	f := newFixture(t, h)
@@ -505,7 +515,20 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 		got <- err
 	}()
 	<-entered
-	if err := f.srv.Shutdown(testCtx(t)); err != nil {
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- f.srv.Shutdown(testCtx(t)) }()
+	// Once the server takes no more requests its shutdown is under way, and must wait for the one in flight.
+	eventually.True(t, "the server to stop taking requests", func() bool {
+		_, err := f.nc.Request(f.subject(OpServerXKey), nil, time.Second)
+		return errors.Is(err, nats.ErrNoResponders)
+	})
+	select {
+	case err := <-shutdown:
+		t.Fatalf("shutdown returned (%v) while a request was in flight", err)
+	default:
+	}
+	close(release)
+	if err := <-shutdown; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
 	if err := <-got; err != nil || sec == nil || *sec.StringSecret != "done" {
@@ -540,7 +563,7 @@ func TestShutdownThatCannotWaitAnswersEveryRequest(t *testing.T) {
 	if err := f.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // let them all arrive
+	eventually.True(t, "every request to reach the server", func() bool { return f.pendingGets() == n })
 	short, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
 	_ = f.srv.Shutdown(short)

@@ -3,7 +3,6 @@ package secrets
 import (
 	"context"
 	"encoding/json"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +17,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 )
 
 // logBuffer collects JSON log lines from several goroutines.

@@ -66,19 +66,6 @@ func problemsOf(t *testing.T, err error) []Problem {
 	return serr.Problems
 }
 
-func accountKey(t *testing.T) string {
-	t.Helper()
-	kp, err := nkeys.CreateAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pub
-}
-
 func caPEM(t *testing.T) string {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -198,7 +185,7 @@ func TestSpecs(t *testing.T) {
 }
 
 func TestValidValues(t *testing.T) {
-	acct1, acct2 := accountKey(t), accountKey(t)
+	acct1, acct2 := testkeys.AccountKey(t), testkeys.AccountKey(t)
 	seed := testkeys.CurveSeed(t)
 	ca := caPEM(t)
 	tests := []struct {

@@ -3,9 +3,7 @@ package telemetry
 import (
 	"context"
 	"errors"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,7 +19,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/otlptest"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testnet"
 )
 
 // syncBuffer collects log output written from other goroutines.
@@ -74,20 +75,6 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// closedURL is an address on which nothing listens.
-func closedURL(t *testing.T, path string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + addr + path
 }
 
 const (
@@ -191,7 +178,7 @@ func TestCollectorDownDoesNotBlockAndWarnsOnce(t *testing.T) {
 	log, logs := newLogger(t)
 	tel := setup(t, Config{
 		ServiceName: "p", TracesEnabled: true, MetricsEnabled: true,
-		TracesEndpoint: closedURL(t, "/v1/traces"), MetricsEndpoint: closedURL(t, "/v1/metrics"), Logger: log,
+		TracesEndpoint: "http://" + testnet.ClosedAddr(t) + "/v1/traces", MetricsEndpoint: "http://" + testnet.ClosedAddr(t) + "/v1/metrics", Logger: log,
 	})
 	counter, err := otel.Meter(InstrumentationName).Int64Counter("secrets.requests")
 	if err != nil {
@@ -349,10 +336,10 @@ func TestCarrierRoundTrip(t *testing.T) {
 	}
 }
 
-func TestCollectorDownGRPC(t *testing.T) {
+func TestSlow_CollectorDownGRPC(t *testing.T) {
 	log, logs := newLogger(t)
 	tel := setup(t, Config{
-		ServiceName: "p", TracesEnabled: true, Protocol: ProtocolGRPC, TracesEndpoint: closedURL(t, ""), Logger: log,
+		ServiceName: "p", TracesEnabled: true, Protocol: ProtocolGRPC, TracesEndpoint: "http://" + testnet.ClosedAddr(t), Logger: log,
 	})
 	for range 2 * maxQueueSize {
 		_, span := startServerSpan(context.Background(), nil, "secrets.get")
@@ -364,10 +351,9 @@ func TestCollectorDownGRPC(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 	// The export keeps retrying in the background after Shutdown gave up; its failure is still reported once.
-	deadline := time.Now().Add(10 * time.Second)
-	for countLines(logs.String(), "telemetry export failing", "signal=traces") == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually.True(t, "the export failure to be reported", func() bool {
+		return countLines(logs.String(), "telemetry export failing", "signal=traces") > 0
+	})
 	if n := countLines(logs.String(), "telemetry export failing", "signal=traces"); n != 1 {
 		t.Errorf("%d export-failing warnings, want 1; logs:\n%s", n, logs.String())
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -17,6 +17,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 )
 
@@ -144,17 +146,14 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 // waitLinks waits until p records n links: LinkPut runs before the link is recorded.
 func waitLinks(t *testing.T, p *Provider, n int) []Link {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		links := p.Links()
-		if len(links) == n {
-			return links
+	var links []Link
+	eventually.NoError(t, fmt.Sprintf("Links() to have %d links", n), func() error {
+		if links = p.Links(); len(links) != n {
+			return fmt.Errorf("Links() has %d links", len(links))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Links() has %d links, want %d", len(links), n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return nil
+	})
+	return links
 }
 
 func expectNone[T any](t *testing.T, ch <-chan T, what string) {
@@ -375,16 +374,15 @@ func TestConfigUpdate(t *testing.T) {
 	h.publish(t, subj, `{"cache_ttl":"-1s"}`)
 	receive(t, rec.configs, "rejected config update")
 	// The ERROR log follows the callback; a health round trip cannot order it, so wait for it.
-	deadline := time.Now().Add(waitLimit)
-	for !strings.Contains(h.logs.String(), `level=ERROR msg="config update rejected; keeping the current settings"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("rejected update not logged at ERROR:\n%s", h.logs.String())
+	eventually.NoError(t, "the rejected update to be logged at ERROR", func() error {
+		if !strings.Contains(h.logs.String(), `level=ERROR msg="config update rejected; keeping the current settings"`) {
+			return fmt.Errorf("not in the logs:\n%s", h.logs.String())
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
-func TestHealth(t *testing.T) {
+func TestSlow_Health(t *testing.T) {
 	k := newTestKeys(t)
 	tests := []struct {
 		name   string
@@ -527,20 +525,18 @@ func TestHostMessagesContinueTrace(t *testing.T) {
 	if _, err := h.host.RequestMsg(req, waitLimit); err != nil {
 		t.Fatalf("health request: %v", err)
 	}
-	deadline := time.Now().Add(waitLimit)
-	for {
+	var health sdktrace.ReadOnlySpan
+	eventually.True(t, "a wasmbus.health span to end", func() bool {
 		for _, s := range spans.Ended() {
 			if s.Name() == "wasmbus.health" {
-				if got := s.SpanContext().TraceID().String(); got != traceID {
-					t.Errorf("span trace id = %s, want the host's %s", got, traceID)
-				}
-				return
+				health = s
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no wasmbus.health span ended")
-		}
-		time.Sleep(5 * time.Millisecond)
+		return false
+	})
+	if got := health.SpanContext().TraceID().String(); got != traceID {
+		t.Errorf("span trace id = %s, want the host's %s", got, traceID)
 	}
 }
 

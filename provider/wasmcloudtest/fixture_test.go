@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
@@ -276,7 +277,15 @@ func readsBy(fake *fakeinfisical.Server, identity string) []string {
 	return out
 }
 
+// waitFor polls cond, which reports whether it holds and what it saw, every 200 ms (a poll runs a command or a NATS
+// request) until it holds or within passes; the failure shows what it saw last.
 func waitFor(t *testing.T, what string, within time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	eventually(t, what, within, cond)
+	eventually.Within(within).Every(200*time.Millisecond).NoError(t, what, func() error {
+		ok, seen := cond()
+		if ok {
+			return nil
+		}
+		return fmt.Errorf("last seen: %s", tail(seen, 4000))
+	})
 }

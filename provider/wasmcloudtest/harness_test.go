@@ -275,27 +275,10 @@ func (l *lattice) waitSubject(subject string, within time.Duration) {
 	})
 }
 
-// eventually polls cond every 200 ms until it holds or within passes; last is what cond saw, for the failure.
+// eventually is waitFor on the lattice's test.
 func (l *lattice) eventually(what string, within time.Duration, cond func() (bool, string)) {
 	l.t.Helper()
-	eventually(l.t, what, within, cond)
-}
-
-func eventually(t *testing.T, what string, within time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	var last string
-	for {
-		ok, seen := cond()
-		if ok {
-			return
-		}
-		last = seen
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s; last seen: %s", within, what, tail(last, 4000))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitFor(l.t, what, within, cond)
 }
 
 // events records the lattice's wasmbus events (provider_started, health_check_passed, …) from now on.

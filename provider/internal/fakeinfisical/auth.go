@@ -69,7 +69,7 @@ func (s *Server) SetTokenTTL(ttl, maxTTL time.Duration) {
 func (s *Server) ExpireTokens() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	past := time.Now().Add(-time.Second)
+	past := s.now().Add(-time.Second)
 	for _, t := range s.tokens {
 		t.expiresAt = past
 	}
@@ -89,7 +89,7 @@ func (s *Server) Locked(identityID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := s.identities[identityID]
-	return id != nil && time.Now().Before(id.lockedUntil)
+	return id != nil && s.now().Before(id.lockedUntil)
 }
 
 func (s *Server) login(c *call, method string) {
@@ -124,7 +124,7 @@ func (s *Server) login(c *call, method string) {
 		c.fail(http.StatusUnauthorized, "UnauthorizedError", MsgInvalidCredentials)
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	if method == MethodUniversalAuth {
 		if now.Before(id.lockedUntil) {
 			c.fail(http.StatusUnauthorized, "UnauthorizedError", MsgLocked)
@@ -217,7 +217,7 @@ func (s *Server) renew(c *call) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := s.now()
 	old, found := s.tokens[body["accessToken"].(string)]
 	switch {
 	case !found:
@@ -276,7 +276,7 @@ func (s *Server) authenticate(c *call) (*identity, bool) {
 	case t == nil:
 		c.fail(http.StatusForbidden, "TokenError", "invalid signature")
 		return nil, false
-	case !t.expiresAt.IsZero() && time.Now().After(t.expiresAt):
+	case !t.expiresAt.IsZero() && s.now().After(t.expiresAt):
 		c.identity = t.identity
 		c.fail(http.StatusForbidden, "TokenError", MsgTokenExpired)
 		return nil, false

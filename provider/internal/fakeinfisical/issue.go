@@ -1,7 +1,5 @@
 package fakeinfisical
 
-import "time"
-
 // IssueToken hands out an access token for identityID without a login, as an operator does when they create a
 // token in Infisical's UI for the static-token method. It follows the TTL knobs like a login's token, so
 // ExpireTokens and RevokeTokens reach it too. The identity must exist (AddIdentity, AddMethodIdentity) for the token
@@ -12,6 +10,6 @@ func (s *Server) IssueToken(identityID string) string {
 	if s.identities[identityID] == nil {
 		s.reportf("fakeinfisical: IssueToken for unknown identity %q", identityID)
 	}
-	token, _ := s.issueLocked(identityID, time.Now())["accessToken"].(string)
+	token, _ := s.issueLocked(identityID, s.now())["accessToken"].(string)
 	return token
 }

@@ -75,7 +75,7 @@ func (s *Server) SetSecret(project, env, path, name, value string) int {
 		sec = &secret{id: randomHex(12)}
 		f.secrets[name] = sec
 	}
-	sec.versions = append(sec.versions, secretVersion{value: trimValue(value), at: time.Now()})
+	sec.versions = append(sec.versions, secretVersion{value: trimValue(value), at: s.now()})
 	return len(sec.versions)
 }
 

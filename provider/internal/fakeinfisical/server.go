@@ -104,6 +104,12 @@ func WithLockout(threshold int, window, duration time.Duration) Option {
 	return func(s *Server) { s.lockThreshold, s.lockWindow, s.lockDuration = threshold, window, duration }
 }
 
+// WithClock makes the fake read the time from now (token expiry, lockouts, the rate-limit window, the request log)
+// instead of the real clock: a test that injects the same manual clock into the client moves both together.
+func WithClock(now func() time.Time) Option {
+	return func(s *Server) { s.now = now }
+}
+
 // WithoutSecretPath makes single-secret answers omit secretPath, as older Infisical versions do.
 func WithoutSecretPath() Option {
 	return func(s *Server) { s.omitSecretPath = true }
@@ -120,6 +126,7 @@ type Server struct {
 	URL string
 
 	reportf func(format string, args ...any) // where Down reports trouble: the test, or nowhere
+	now     func() time.Time
 	handler http.Handler
 	useTLS  bool
 	caPEM   string
@@ -184,6 +191,7 @@ func Start(opts ...Option) (*Server, error) { return start(false, opts) }
 func start(useTLS bool, opts []Option) (*Server, error) {
 	s := &Server{
 		reportf:       func(string, ...any) {},
+		now:           time.Now,
 		closed:        make(chan struct{}),
 		ttl:           2592000 * time.Second,
 		maxTTL:        2592000 * time.Second,
@@ -390,7 +398,7 @@ func (s *Server) wrap(route Route, fn func(*call)) http.Handler {
 		reqID := "req-" + strconv.Itoa(s.seq) + "-" + randomHex(4)
 		rawPath, _, _ := strings.Cut(r.RequestURI, "?")
 		entry := &Request{Route: route, Method: r.Method, Path: r.URL.Path, RawPath: rawPath, Query: r.URL.Query(),
-			Time: time.Now(), ReqID: reqID, IfNoneMatch: r.Header.Get("If-None-Match")}
+			Time: s.now(), ReqID: reqID, IfNoneMatch: r.Header.Get("If-None-Match")}
 		s.log = append(s.log, entry)
 		s.counts[route]++
 		retry := s.overLimitLocked(route, entry.Time)

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	infisical "github.com/infisical/go-sdk"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testclock"
 )
 
 // newSDK returns the official client configured for tests: no background refresh, no cache, no retries, no logs.
@@ -238,7 +241,8 @@ func TestSDKTokenErrors(t *testing.T) {
 
 func TestSDKShortTTLAndRenew(t *testing.T) {
 	t.Parallel()
-	srv := New(t, WithTokenTTL(time.Second, 3*time.Second))
+	clk := testclock.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
+	srv := New(t, WithClock(clk.Now), WithTokenTTL(time.Second, 3*time.Second))
 	srv.AddIdentity("cid", "csecret", "p1")
 	srv.SetSecret("p1", "dev", "/", "K", "v")
 	c := newSDK(t, srv.URL, "")
@@ -250,7 +254,11 @@ func TestSDKShortTTLAndRenew(t *testing.T) {
 		t.Fatalf("credential %+v, want expiresIn 1, maxTTL 3, Bearer", cred)
 	}
 	opts := infisical.RetrieveSecretOptions{SecretKey: "K", ProjectID: "p1", Environment: "dev"}
-	time.Sleep(1100 * time.Millisecond)
+	clk.Advance(time.Second)
+	if _, err := c.Secrets().Retrieve(opts); err != nil {
+		t.Fatalf("at the end of the TTL: %v", err)
+	}
+	clk.Advance(time.Millisecond)
 	if _, err := c.Secrets().Retrieve(opts); apiError(t, err).StatusCode != 403 {
 		t.Fatalf("after TTL: got %v, want 403", err)
 	}
@@ -490,9 +498,7 @@ func TestHangReleasedOnClose(t *testing.T) {
 		_, err := c.Secrets().Retrieve(infisical.RetrieveSecretOptions{SecretKey: "K", ProjectID: "p1", Environment: "dev"})
 		done <- err
 	}()
-	for srv.Reads() == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually.True(t, "the read to reach the fake", func() bool { return srv.Reads() > 0 })
 	srv.Close()
 	select {
 	case err := <-done:

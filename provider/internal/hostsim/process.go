@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/capture"
 )
 
 var (
@@ -26,7 +27,8 @@ var (
 	buildErr  error
 )
 
-// Binary builds the provider binary once per test process and returns its path.
+// Binary builds the provider binary once per test process, as `make build` does (static, -trimpath), and returns
+// its path. Built that way it shares its compiled packages with the image test's build of the same binary.
 func Binary(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {
@@ -41,7 +43,7 @@ func Binary(tb testing.TB) string {
 			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildPath, ".")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", buildPath, ".")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/eventually"
 )
 
 // StartCluster runs an n-node NATS cluster on loopback with random ports, waits until every node has a route to
@@ -46,13 +48,12 @@ func StartCluster(tb testing.TB, n int) []*server.Server {
 			seed = []*url.URL{{Scheme: "nats-route", Host: addr.String()}}
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !fullMesh(nodes) {
-		if time.Now().After(deadline) {
-			tb.Fatalf("NATS cluster routes not up after 10s: %s", routeCounts(nodes))
+	eventually.NoError(tb, "the NATS cluster's routes", func() error {
+		if !fullMesh(nodes) {
+			return fmt.Errorf("routes per node: %s", routeCounts(nodes))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	return nodes
 }
 
