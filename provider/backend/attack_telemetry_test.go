@@ -2,8 +2,6 @@ package backend
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -13,7 +11,6 @@ import (
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/testkeys"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/settings"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/wascap"
 )
 
@@ -25,20 +22,7 @@ func TestAttackUnsampledRequestsAreCountedAndPropagated(t *testing.T) {
 	trusted := testkeys.AccountKey(t)
 	up := &fakeUpstream{}
 	clk := newTestClock()
-	b, err := New(Config{
-		Settings: &settings.Settings{
-			Infisical:      settings.Infisical{BaseURL: "http://127.0.0.1:1", ProjectID: "p", Environment: "prod", SecretPath: "/"},
-			CacheTTL:       30 * time.Second,
-			StaleIfError:   10 * time.Minute,
-			TrustedIssuers: []string{trusted},
-		},
-		Dial:   func(settings.Infisical) (Upstream, error) { return up, nil },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:    clk.Now,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := telemetryBackend(t, trusted, up, clk.Now)
 	t.Cleanup(b.Close)
 	unsampled := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6},
 		Remote: true}) // no sampled flag: the default parent-based sampler records nothing under it

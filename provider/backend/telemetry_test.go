@@ -70,20 +70,7 @@ func TestSpansAndCacheMetrics(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	b, err := New(Config{
-		Settings: &settings.Settings{
-			Infisical:      settings.Infisical{BaseURL: "http://127.0.0.1:1", ProjectID: "p", Environment: "prod", SecretPath: "/"},
-			CacheTTL:       30 * time.Second,
-			StaleIfError:   10 * time.Minute,
-			TrustedIssuers: []string{trusted},
-		},
-		Dial:   func(settings.Infisical) (Upstream, error) { return up, nil },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:    clock,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := telemetryBackend(t, trusted, up, clock)
 	t.Cleanup(b.Close)
 
 	tests := []struct {
@@ -205,4 +192,24 @@ func equalCounts(a, b map[string]int64) bool {
 		}
 	}
 	return true
+}
+
+// telemetryBackend is a backend trusting issuer trusted, reading through up, on the clock now, for the telemetry tests.
+func telemetryBackend(t *testing.T, trusted string, up Upstream, now func() time.Time) *Backend {
+	t.Helper()
+	b, err := New(Config{
+		Settings: &settings.Settings{
+			Infisical:      settings.Infisical{BaseURL: "http://127.0.0.1:1", ProjectID: "p", Environment: "prod", SecretPath: "/"},
+			CacheTTL:       30 * time.Second,
+			StaleIfError:   10 * time.Minute,
+			TrustedIssuers: []string{trusted},
+		},
+		Dial:   func(settings.Infisical) (Upstream, error) { return up, nil },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:    now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
