@@ -226,20 +226,29 @@ func (p *Proc) CPU() (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s CPU time: %w", p.Name, err)
 	}
-	// The command name (field 2) may contain spaces; the fields after its closing parenthesis are fixed.
+	d, err := statCPU(stat)
+	if err != nil {
+		return 0, fmt.Errorf("%s CPU time: %w", p.Name, err)
+	}
+	return d, nil
+}
+
+// statCPU reads utime + stime (fields 14 and 15) from a /proc/PID/stat line.
+func statCPU(stat []byte) (time.Duration, error) {
+	// The command name (field 2) may contain spaces and parentheses; the fields after its last ')' are fixed.
 	i := strings.LastIndexByte(string(stat), ')')
 	if i < 0 {
-		return 0, fmt.Errorf("%s CPU time: malformed /proc stat", p.Name)
+		return 0, errors.New("malformed /proc stat: no command name")
 	}
 	fields := strings.Fields(string(stat[i+1:]))
 	if len(fields) < 13 {
-		return 0, fmt.Errorf("%s CPU time: malformed /proc stat", p.Name)
+		return 0, fmt.Errorf("malformed /proc stat: %d fields after the command name", len(fields))
 	}
 	var ticks int64
-	for _, f := range fields[11:13] { // utime and stime: fields 14 and 15 of the whole line
+	for _, f := range fields[11:13] {
 		n, err := strconv.ParseInt(f, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("%s CPU time: %w", p.Name, err)
+			return 0, fmt.Errorf("malformed /proc stat: %w", err)
 		}
 		ticks += n
 	}
