@@ -14,12 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
-
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 )
 
 // BuildResponder builds the responder command (provider/internal/cmd/load/responder) the way the release binary is
@@ -43,11 +38,8 @@ func BuildResponder(ctx context.Context, dir string) (string, error) {
 // binary, on an embedded NATS server with a fake Infisical in this process. Unlike Rig, each side's CPU time and peak
 // resident set can be read, and each serves pprof on loopback.
 type Procs struct {
-	URL                string          // the NATS server's client URL
-	Entity             *hostsim.Entity // a component the backend trusts
+	world
 	Backend, Baseline  *Proc
-	ns                 *server.Server
-	fake               *fakeinfisical.Server
 	dir                string
 	backendLog         *os.File
 	backendLogFileName string
@@ -66,17 +58,8 @@ func StartProcs(bin string, backendEnv map[string]string) (p *Procs, err error) 
 	if p.dir, err = os.MkdirTemp("", "load-procs-"); err != nil {
 		return nil, err
 	}
-	if p.ns, err = natstest.Run(&server.Options{}); err != nil {
+	if err := p.start(); err != nil {
 		return nil, err
-	}
-	p.URL = p.ns.ClientURL()
-	if p.fake, err = fakeinfisical.Start(); err != nil {
-		return nil, fmt.Errorf("fake Infisical: %w", err)
-	}
-	p.fake.AddIdentity(clientID, secret, project)
-	p.fake.SetSecret(project, "prod", "/", Key, Value)
-	if p.Entity, err = hostsim.Component(hostsim.NewIssuer(), "bench"); err != nil {
-		return nil, fmt.Errorf("component: %w", err)
 	}
 	backendSeed, err := curveSeed()
 	if err != nil {
@@ -90,16 +73,7 @@ func StartProcs(bin string, backendEnv map[string]string) (p *Procs, err error) 
 	if p.backendLog, err = os.Create(p.backendLogFileName); err != nil {
 		return nil, err
 	}
-	env := map[string]string{
-		"INFISICAL_BASE_URL":      p.fake.URL,
-		"INFISICAL_CLIENT_ID":     clientID,
-		"INFISICAL_CLIENT_SECRET": secret,
-		"INFISICAL_PROJECT_ID":    project,
-		"NATS_URL":                p.URL,
-		"SERVER_XKEY_SEED":        backendSeed,
-		"TRUSTED_ISSUERS":         p.Entity.IssuerKey(),
-		"BACKEND_NAME":            Backend,
-	}
+	env := p.backendEnv(backendSeed)
 	maps.Copy(env, backendEnv)
 	if p.Backend, err = startProc(bin, p.dir, "serve", p.backendLog, env); err != nil {
 		return nil, err
@@ -141,12 +115,7 @@ func (p *Procs) Close() {
 	if p.backendLog != nil {
 		p.backendLog.Close()
 	}
-	if p.fake != nil {
-		p.fake.Close()
-	}
-	if p.ns != nil {
-		p.ns.Shutdown()
-	}
+	p.close()
 	if p.dir != "" {
 		os.RemoveAll(p.dir)
 	}

@@ -11,14 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/cli"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/fakeinfisical"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/hostsim"
-	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/internal/natstest"
 	"github.com/infisical-secrets-provider/infisical-secrets-provider/provider/secrets"
 )
 
@@ -36,11 +33,7 @@ const (
 
 // Rig is a running NATS server, fake Infisical, backend and baseline responder.
 type Rig struct {
-	URL    string          // the NATS server's client URL
-	Entity *hostsim.Entity // a component the backend trusts
-
-	ns        *server.Server
-	fake      *fakeinfisical.Server
+	world
 	stopServe context.CancelFunc
 	served    chan int
 	baseNC    *nats.Conn
@@ -56,17 +49,8 @@ func Start(logs io.Writer) (r *Rig, err error) {
 			r.Close()
 		}
 	}()
-	if r.ns, err = natstest.Run(&server.Options{}); err != nil {
+	if err := r.start(); err != nil {
 		return nil, err
-	}
-	r.URL = r.ns.ClientURL()
-	if r.fake, err = fakeinfisical.Start(); err != nil {
-		return nil, fmt.Errorf("fake Infisical: %w", err)
-	}
-	r.fake.AddIdentity(clientID, secret, project)
-	r.fake.SetSecret(project, "prod", "/", Key, Value)
-	if r.Entity, err = hostsim.Component(hostsim.NewIssuer(), "bench"); err != nil {
-		return nil, fmt.Errorf("component: %w", err)
 	}
 	serverKey, err := nkeys.CreateCurveKeys()
 	if err != nil {
@@ -76,16 +60,7 @@ func Start(logs io.Writer) (r *Rig, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server xkey: %w", err)
 	}
-	env := map[string]string{
-		"INFISICAL_BASE_URL":      r.fake.URL,
-		"INFISICAL_CLIENT_ID":     clientID,
-		"INFISICAL_CLIENT_SECRET": secret,
-		"INFISICAL_PROJECT_ID":    project,
-		"NATS_URL":                r.URL,
-		"SERVER_XKEY_SEED":        string(seed),
-		"TRUSTED_ISSUERS":         r.Entity.IssuerKey(),
-		"BACKEND_NAME":            Backend,
-	}
+	env := r.backendEnv(string(seed))
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stopServe, r.served = cancel, make(chan int, 1)
 	go func() {
@@ -159,12 +134,7 @@ func (r *Rig) Close() {
 	if r.baseNC != nil {
 		r.baseNC.Close()
 	}
-	if r.fake != nil {
-		r.fake.Close()
-	}
-	if r.ns != nil {
-		r.ns.Shutdown()
-	}
+	r.close()
 }
 
 // Client is one simulated host with its own NATS connection, as every wasmCloud host has its own.
