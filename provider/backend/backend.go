@@ -126,6 +126,9 @@ func New(cfg Config) (*Backend, error) {
 func (b *Backend) Reconfigure(s *settings.Settings) error {
 	b.changing.Lock()
 	defer b.changing.Unlock()
+	if b.isClosed() {
+		return errClosed
+	}
 	policy, err := access.New(s.TrustedIssuers, s.AccessRules)
 	if err != nil {
 		return fmt.Errorf("access settings: %w", err)
@@ -186,6 +189,15 @@ func (b *Backend) newIdentity(label string, s settings.Infisical, timeout time.D
 	return &identity{label: label, settings: s, timeout: timeout, id: IdentityID(s), upstream: up}, nil
 }
 
+// errClosed refuses changes to a closed backend, which would make clients nobody closes.
+var errClosed = errors.New("backend: closed")
+
+func (b *Backend) isClosed() bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.closed
+}
+
 // retireAfter outlasts any fetch still running on a replaced client (fetchBudget is at most 7 s).
 const retireAfter = 10 * time.Second
 
@@ -229,6 +241,9 @@ func (b *Backend) SetTenant(app string, s settings.Infisical) error {
 	}
 	b.changing.Lock()
 	defer b.changing.Unlock()
+	if b.isClosed() {
+		return errClosed
+	}
 	timeout := b.Settings().UpstreamTimeout
 	b.mu.RLock()
 	same := b.tenants[app]
@@ -253,6 +268,9 @@ func (b *Backend) SetTenant(app string, s settings.Infisical) error {
 func (b *Backend) RefuseTenant(app, reason string) {
 	b.changing.Lock()
 	defer b.changing.Unlock()
+	if b.isClosed() {
+		return
+	}
 	b.swapTenant(app, &identity{label: app, appKey: ApplicationKey(app), refused: reason})
 	b.log.Warn("tenant refused: the application's requests fail until its link is fixed or deleted", "application", app,
 		"reason", reason)
@@ -262,6 +280,9 @@ func (b *Backend) RefuseTenant(app, reason string) {
 func (b *Backend) RemoveTenant(app string) {
 	b.changing.Lock()
 	defer b.changing.Unlock()
+	if b.isClosed() {
+		return
+	}
 	if b.swapTenant(app, nil) {
 		b.log.Info("tenant removed", "application", app)
 	}
@@ -322,8 +343,15 @@ func (b *Backend) identityInUse(id string) bool {
 }
 
 // Close releases every upstream client: the ones in use and the retired ones still waiting to be closed.
+// Once closed, the backend makes no more clients: Reconfigure and SetTenant fail, and a second Close does nothing.
 func (b *Backend) Close() {
+	b.changing.Lock() // no Reconfigure or tenant change is halfway through making or replacing a client
+	defer b.changing.Unlock()
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
 	b.closed = true
 	var clients []Upstream
 	if b.defaults != nil {

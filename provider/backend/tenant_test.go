@@ -147,12 +147,12 @@ func TestCloseClosesRetiredClients(t *testing.T) {
 		}
 	}
 
-	// A client retired after Close is closed at once: no timer outlives the backend.
+	// After Close no client is made, so none outlives the backend: changes are refused.
 	next.Infisical.ProjectID = "p3"
-	if err := b.Reconfigure(&next); err != nil {
-		t.Fatal(err)
+	if err := b.Reconfigure(&next); err == nil {
+		t.Error("Reconfigure after Close succeeded")
 	}
-	if u := made[3]; !u.retired.Load() || !u.closed.Load() {
-		t.Errorf("client retired after Close: retired %v, closed %v; want both", u.retired.Load(), u.closed.Load())
+	if len(made) != 4 {
+		t.Errorf("%d clients made; want no new one after Close", len(made))
 	}
 }

@@ -3,6 +3,7 @@ package infisical
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -159,6 +160,12 @@ func (c Credentials) String() string { return string(c.method()) + " identity " 
 
 // LogValue is String for slog.
 func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// GoString is String for %#v, which does not use String and would otherwise print every secret field.
+func (c Credentials) GoString() string { return "infisical.Credentials{" + c.String() + "}" }
+
+// MarshalJSON is String as a JSON string, so that a JSON log handler or encoder never writes a secret field.
+func (c Credentials) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // login logs in on client (a fresh SDK client nobody else uses) with the chosen method.
 func (c Credentials) login(client sdk.InfisicalClientInterface) (sdk.MachineIdentityCredential, error) {

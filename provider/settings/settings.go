@@ -7,6 +7,7 @@
 package settings
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -101,13 +102,19 @@ func Redacted(name, value string) string {
 	return value
 }
 
-// LogValue lists the settings with secrets redacted, so logging a Settings never leaks one.
-func (s *Settings) LogValue() slog.Value {
-	return slog.GroupValue(attrs(s, func(*entry) bool { return true })...)
+// LogValue lists the settings with secrets redacted, so logging a Settings (or a *Settings) never leaks one.
+func (s Settings) LogValue() slog.Value {
+	return slog.GroupValue(attrs(&s, func(*entry) bool { return true })...)
 }
 
 // String is LogValue for fmt: never prints a secret.
-func (s *Settings) String() string { return s.LogValue().String() }
+func (s Settings) String() string { return s.LogValue().String() }
+
+// GoString is String for %#v, which would otherwise print every field, secrets included.
+func (s Settings) GoString() string { return "settings.Settings" + s.String() }
+
+// MarshalJSON writes the settings by name with secrets redacted.
+func (s Settings) MarshalJSON() ([]byte, error) { return marshalAttrs(s.LogValue()) }
 
 // LogValue lists the Infisical settings with secrets redacted.
 func (i Infisical) LogValue() slog.Value {
@@ -117,6 +124,34 @@ func (i Infisical) LogValue() slog.Value {
 
 // String is LogValue for fmt: never prints a secret.
 func (i Infisical) String() string { return i.LogValue().String() }
+
+// GoString is String for %#v, which would otherwise print every field, secrets included.
+func (i Infisical) GoString() string { return "settings.Infisical" + i.String() }
+
+// MarshalJSON writes the Infisical settings by name with secrets redacted (not the embedded Credentials' form).
+func (i Infisical) MarshalJSON() ([]byte, error) { return marshalAttrs(i.LogValue()) }
+
+// LogValue is the Infisical settings with secrets redacted, and the application.
+func (t Tenant) LogValue() slog.Value {
+	return slog.GroupValue(append(t.Infisical.LogValue().Group(), slog.String("APPLICATION", t.Application))...)
+}
+
+// String is LogValue for fmt: never prints a secret.
+func (t Tenant) String() string { return t.LogValue().String() }
+
+// GoString is String for %#v.
+func (t Tenant) GoString() string { return "settings.Tenant" + t.String() }
+
+// MarshalJSON writes the tenant's settings by name with secrets redacted.
+func (t Tenant) MarshalJSON() ([]byte, error) { return marshalAttrs(t.LogValue()) }
+
+func marshalAttrs(v slog.Value) ([]byte, error) {
+	m := map[string]string{}
+	for _, a := range v.Group() {
+		m[a.Key] = a.Value.String()
+	}
+	return json.Marshal(m)
+}
 
 func attrs(s *Settings, include func(*entry) bool) []slog.Attr {
 	var out []slog.Attr

@@ -55,6 +55,11 @@ func LoadTenant(src Source, provider *Settings) (Tenant, error) {
 			t.KubernetesTokenPath, t.AzureResource, t.GCPKeyFile =
 				provider.Infisical.KubernetesTokenPath, provider.Infisical.AzureResource, provider.Infisical.GCPKeyFile
 		}
+		if t.BaseURL == provider.Infisical.BaseURL && t.Credentials.Identity() == provider.Infisical.Credentials.Identity() {
+			// An identity of its own that is the provider's (an ambient login naming the provider's machine
+			// identity): it keeps the provider's identity in all but name, and the place it may move to with it.
+			problems = append(problems, checkKeptIdentityPlace(t, provider)...)
+		}
 	} else {
 		problems = append(problems, checkSameServer(t, provider.Infisical, keepIdentityTodo)...)
 		problems = append(problems, checkKeptIdentityPlace(t, provider)...)
